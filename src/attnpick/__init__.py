@@ -1,0 +1,30 @@
+"""attnpick: pick the fastest attention backend that really works here, prove it, load and fine-tune.
+
+`import attnpick` is cheap: it imports neither torch nor transformers. Names are resolved on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "collect_facts": "attnpick.probe",
+    "choose": "attnpick.decision",
+    "Request": "attnpick.decision",
+    "Decision": "attnpick.decision",
+    "EnvFacts": "attnpick.facts",
+    "ModelFacts": "attnpick.facts",
+    "CATALOG": "attnpick.catalog",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'attnpick' has no attribute {name!r}")

@@ -1,0 +1,3 @@
+from attnpick.cli import main
+
+raise SystemExit(main())

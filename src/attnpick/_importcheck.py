@@ -1,0 +1,56 @@
+"""Child process: import each module named on the command line and report one JSON line per module.
+
+Run as `python -m attnpick._importcheck MODULE...`. Lines start with a marker because some packages
+(Unsloth) print banners on import. Runs in a child so that a crash, a hang or a patching import never
+touches the caller.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import traceback
+from typing import Any
+
+MARKER = "ATTNPICK-IMPORT "
+
+
+def _details(module: str) -> dict[str, Any]:
+    if not module.startswith("xformers"):
+        return {}
+    import xformers
+
+    details: dict[str, Any] = {}
+    has_cpp = getattr(xformers, "_has_cpp_library", None)
+    if isinstance(has_cpp, bool):
+        details["cpp_library"] = has_cpp
+    try:
+        from xformers import _cpp_lib
+
+        meta = getattr(_cpp_lib, "_build_metadata", None)
+        torch_version = getattr(meta, "torch_version", None)
+        if torch_version:
+            details["built_for_torch"] = str(torch_version)
+    except Exception:  # noqa: BLE001 - build metadata is optional across xformers releases
+        pass
+    return details
+
+
+def main(modules: list[str]) -> int:
+    for module in modules:
+        record: dict[str, Any] = {"module": module, "ok": True, "error": None, "details": {}}
+        try:
+            importlib.import_module(module)
+            record["details"] = _details(module)
+        except BaseException as exc:  # noqa: BLE001 - the text of any failure is the fact we report
+            record["ok"] = False
+            last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+            record["error"] = last
+        sys.stdout.write(MARKER + json.dumps(record) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

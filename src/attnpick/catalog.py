@@ -1,0 +1,200 @@
+"""The attention backends, their requirements as data, and how to install them.
+
+One `BackendSpec` per backend; `attnpick.decision.check()` is the one generic reader of these fields.
+Sources for the numbers: flash-attention's README and setup.py (FA2: Ampere or newer, head_dim <= 256,
+fp16/bf16; FA3: Hopper; FA4: Hopper and Blackwell), transformers' `utils/import_utils.py` (FA2 >= 2.3.3,
+distribution names), xformers' `fmha` op attributes (bf16 needs sm80), Unsloth's `models/_utils.py`
+(kernel choice: flash-attn on sm80+, else xformers, else SDPA) and PyTorch's flex_attention docs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+BackendName = Literal[
+    "unsloth",
+    "flash_attention_4",
+    "flash_attention_3",
+    "flash_attention_2",
+    "xformers",
+    "flex_attention",
+    "sdpa",
+    "eager",
+]
+
+DTYPES: tuple[str, ...] = ("bfloat16", "float16", "float32")
+HALF = frozenset({"bfloat16", "float16"})
+ANY_DTYPE = frozenset(DTYPES)
+GPU_TYPES = frozenset({"cuda", "rocm", "xpu"})
+ALL_DEVICES = frozenset({"cuda", "rocm", "mps", "xpu", "cpu"})
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """What one backend needs. Capability bounds apply to NVIDIA (`cuda`) devices only."""
+
+    name: BackendName
+    title: str
+    hf_name: str | None
+    distribution: str | None = None
+    versions: str = ""
+    devices: frozenset[str] = ALL_DEVICES
+    min_capability: tuple[int, int] | None = None
+    capability_majors: frozenset[int] | None = None
+    dtypes: frozenset[str] = ANY_DTYPE
+    bf16_min_capability: tuple[int, int] | None = None
+    max_head_dim: int | None = None
+    min_torch: str | None = None
+    softcapping: bool = True
+    sinks: bool = True
+    cpu_backward: bool = True
+    in_auto: bool = True
+    cpu_mode_forced_only: bool = False
+    needs_kernels_check: bool = False
+
+
+CATALOG: dict[str, BackendSpec] = {
+    spec.name: spec
+    for spec in (
+        BackendSpec(
+            name="unsloth",
+            title="Unsloth",
+            hf_name=None,
+            distribution="unsloth",
+            devices=GPU_TYPES,
+            min_capability=(7, 0),
+            bf16_min_capability=(8, 0),
+            cpu_mode_forced_only=True,
+        ),
+        BackendSpec(
+            name="flash_attention_3",
+            title="FlashAttention-3",
+            hf_name="flash_attention_3",
+            distribution="flash-attn-3",
+            devices=frozenset({"cuda"}),
+            capability_majors=frozenset({9}),
+            dtypes=HALF,
+            max_head_dim=256,
+        ),
+        BackendSpec(
+            name="flash_attention_4",
+            title="FlashAttention-4",
+            hf_name="flash_attention_4",
+            distribution="flash-attn-4",
+            devices=frozenset({"cuda"}),
+            min_capability=(9, 0),
+            dtypes=HALF,
+        ),
+        BackendSpec(
+            name="flash_attention_2",
+            title="FlashAttention-2",
+            hf_name="flash_attention_2",
+            distribution="flash-attn",
+            versions=">=2.3.3,<3",
+            devices=frozenset({"cuda", "rocm"}),
+            min_capability=(8, 0),
+            dtypes=HALF,
+            max_head_dim=256,
+        ),
+        BackendSpec(
+            name="xformers",
+            title="xFormers",
+            hf_name="xformers",
+            distribution="xformers",
+            devices=frozenset({"cuda"}),
+            bf16_min_capability=(8, 0),
+            softcapping=False,
+            sinks=False,
+            needs_kernels_check=True,
+        ),
+        BackendSpec(
+            name="sdpa",
+            title="PyTorch SDPA",
+            hf_name="sdpa",
+        ),
+        BackendSpec(
+            name="eager",
+            title="eager (PyTorch matmul + softmax)",
+            hf_name="eager",
+        ),
+        BackendSpec(
+            name="flex_attention",
+            title="PyTorch FlexAttention",
+            hf_name="flex_attention",
+            min_torch="2.5",
+            cpu_backward=False,
+            in_auto=False,
+        ),
+    )
+}
+
+# The guide's runtime order, on every OS; flex_attention is listed last and only ever chosen on request.
+ORDER: tuple[str, ...] = tuple(CATALOG)
+BACKEND_NAMES: tuple[str, ...] = tuple(CATALOG)
+
+# xformers wheels are built against one torch release each (xformers release notes); installing another
+# pairing gives "undefined symbol" at import. Torch releases not listed use the PyTorch index, which
+# carries the xformers build made for each CUDA flavour of torch.
+XFORMERS_FOR_TORCH: dict[str, str] = {
+    "2.4.1": "0.0.28.post1",
+    "2.5.1": "0.0.28.post3",
+    "2.6.0": "0.0.29.post3",
+    "2.7.0": "0.0.30",
+    "2.7.1": "0.0.31.post1",
+    "2.8.0": "0.0.32.post2",
+}
+
+
+@dataclass(frozen=True)
+class InstallHint:
+    backend: str
+    command: str
+    note: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        out = {"backend": self.backend, "command": self.command}
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+def xformers_command(torch_version: str | None, cuda: str | None) -> str:
+    """The pip command that installs the xformers build matching this torch, without replacing torch."""
+    base, _, _ = (torch_version or "").partition("+")
+    if base in XFORMERS_FOR_TORCH:
+        return f"pip install --no-deps xformers=={XFORMERS_FOR_TORCH[base]}"
+    if cuda:
+        tag = "cu" + cuda.replace(".", "")
+        return f"pip install --no-deps xformers --index-url https://download.pytorch.org/whl/{tag}"
+    return "pip install --no-deps xformers"
+
+
+def install_hints(os_name: str, device_type: str, capability: tuple[int, int] | None,
+                  torch_version: str | None, cuda: str | None,
+                  missing: frozenset[str]) -> list[InstallHint]:
+    """What attnpick recommends installing: Unsloth first everywhere, then xFormers on Windows and
+    FlashAttention on Linux (FA3 on Hopper). Only backends not yet installed are listed."""
+    if device_type not in GPU_TYPES:
+        return []
+    hints: list[InstallHint] = []
+    if "unsloth" in missing:
+        hints.append(InstallHint("unsloth", "pip install unsloth",
+                                 "Unsloth pins its own transformers/trl range; use a separate venv if that clashes."))
+    if device_type != "cuda":
+        return hints
+    if os_name == "windows":
+        if "xformers" in missing:
+            hints.append(InstallHint("xformers", xformers_command(torch_version, cuda),
+                                     "Windows: xFormers has prebuilt wheels; --no-deps keeps your torch."))
+        return hints
+    if capability is not None and capability[0] == 9 and "flash_attention_3" in missing:
+        hints.append(InstallHint("flash_attention_3", "pip install flash-attn-3 --no-build-isolation",
+                                 "Hopper: FlashAttention-3 is built from flash-attention's hopper/ folder."))
+    if capability is not None and capability >= (8, 0) and "flash_attention_2" in missing:
+        hints.append(InstallHint("flash_attention_2", "pip install flash-attn --no-build-isolation",
+                                 "Linux: FlashAttention-2 compiles against your torch (needs nvcc)."))
+    elif capability is not None and capability < (8, 0) and "xformers" in missing:
+        hints.append(InstallHint("xformers", xformers_command(torch_version, cuda),
+                                 "FlashAttention-2 needs compute capability 8.0; xFormers runs on this GPU."))
+    return hints

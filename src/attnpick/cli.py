@@ -1,0 +1,150 @@
+"""The `attnpick` command: parse, call, render, exit code. Nothing else lives here.
+
+Exit codes: 0 success; 2 bad input or usage (one line, no traceback); 3 the forced backend cannot run here
+or nothing is eligible (every reason is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from attnpick.errors import AttnpickError, UsageError
+
+BACKEND_ENV = "ATTNPICK_BACKEND"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message}. Run '{self.prog} --help' for the options.")
+
+
+def _decision_options(parser: argparse.ArgumentParser) -> None:
+    from attnpick.catalog import BACKEND_NAMES, DTYPES
+
+    parser.add_argument("--backend", action="append", metavar="NAME|auto",
+                        help=f"auto (default) or one of: {', '.join(BACKEND_NAMES)}; env {BACKEND_ENV}")
+    parser.add_argument("--dtype", metavar="DTYPE", help=f"one of {', '.join(DTYPES)}; default: the device's best")
+    parser.add_argument("--model", metavar="DIR", help="a local model folder; only its config.json is read")
+    parser.add_argument("--inference", action="store_true", help="no training planned (no backward pass needed)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="attnpick", description="Pick the fastest attention backend that really works here.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    doctor = sub.add_parser("doctor", help="probe this machine and explain the choice of backend")
+    _decision_options(doctor)
+    doctor.add_argument("--fresh", action="store_true", help="ignore cached import checks")
+    doctor.set_defaults(func=cmd_doctor)
+
+    plan = sub.add_parser("plan", help="what attnpick would pick on the machine described by a facts file")
+    plan.add_argument("--env", required=True, metavar="FILE", help="facts JSON (doctor --json output or its "
+                      "'facts'); '-' reads standard input")
+    _decision_options(plan)
+    plan.set_defaults(func=cmd_plan)
+    return parser
+
+
+def _request(args: argparse.Namespace) -> Any:
+    from attnpick.decision import Request
+
+    if args.backend:
+        return Request.from_names(args.backend, args.dtype, not args.inference, source="--backend")
+    if os.environ.get(BACKEND_ENV):
+        return Request.from_names(os.environ[BACKEND_ENV], args.dtype, not args.inference, source=BACKEND_ENV)
+    return Request.from_names(None, args.dtype, not args.inference)
+
+
+def _model(args: argparse.Namespace) -> Any:
+    if not args.model:
+        return None
+    from attnpick.model_info import read_model_facts
+
+    return read_model_facts(args.model)
+
+
+def _finish(decision: Any, payload: dict[str, Any], as_json: bool, show: Any) -> int:
+    if as_json:
+        print(json.dumps(payload, indent=2, ensure_ascii=False))
+    else:
+        show()
+    decision.require()
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from attnpick.decision import choose
+    from attnpick.probe import collect_facts
+
+    request, model = _request(args), _model(args)
+    facts = collect_facts(fresh=args.fresh)
+    decision = choose(facts, request, model)
+
+    def show() -> None:
+        from rich.console import Console
+
+        from attnpick.render import print_doctor
+
+        print_doctor(Console(), facts, decision)
+
+    return _finish(decision, {"facts": facts.to_dict(), "decision": decision.to_dict()}, args.json, show)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from attnpick.decision import choose
+    from attnpick.facts import EnvFacts
+
+    request, model = _request(args), _model(args)
+    facts = EnvFacts.from_dict(_read_facts_doc(args.env), source=args.env)
+    decision = choose(facts, request, model)
+
+    def show() -> None:
+        from rich.console import Console
+
+        from attnpick.render import facts_table, print_decision
+
+        console = Console()
+        console.print(facts_table(facts))
+        print_decision(console, decision)
+
+    return _finish(decision, decision.to_dict(), args.json, show)
+
+
+def _read_facts_doc(name: str) -> Any:
+    try:
+        text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"Facts file {name!r} does not exist. Write one with 'attnpick doctor --json > FILE'.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"Facts file {name!r} cannot be read: {exc}.") from None
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"Facts file {name!r} is not valid JSON ({exc}). "
+                         "Write one with 'attnpick doctor --json > FILE'.") from None
+    # `doctor --json` output carries the facts under "facts"; a bare facts document works too.
+    if isinstance(doc, dict) and isinstance(doc.get("facts"), dict):
+        return doc["facts"]
+    return doc
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args))
+    except AttnpickError as exc:
+        print(f"attnpick: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("attnpick: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

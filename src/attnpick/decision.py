@@ -1,0 +1,326 @@
+"""The decision: which backend to use, as a pure function of facts, request and model.
+
+`choose(facts, request, model)` never touches the machine, so a test can describe a T4 with flash-attn 2.8
+in one line. Every candidate gets a verdict with all of its reasons ("need X, have Y") under a stable code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from attnpick.catalog import BACKEND_NAMES, CATALOG, DTYPES, ORDER, BackendSpec, InstallHint, install_hints
+from attnpick.errors import NoBackendError, UsageError
+from attnpick.facts import EnvFacts, ModelFacts
+
+Verdict = Literal["accepted", "rejected", "not_tried"]
+
+_DEVICE_WORDS = {
+    "cuda": "an NVIDIA GPU",
+    "rocm": "an AMD GPU (ROCm)",
+    "xpu": "an Intel GPU",
+    "mps": "an Apple GPU (MPS)",
+    "cpu": "a CPU",
+}
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str
+    message: str
+    fix: str | None = None
+
+    def to_dict(self) -> dict[str, str]:
+        out = {"code": self.code, "message": self.message}
+        if self.fix:
+            out["fix"] = self.fix
+        return out
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the user asked for: one backend or `auto`, a dtype (None: the device's default), and whether
+    the model will be trained (backward needed)."""
+
+    backend: str = "auto"
+    dtype: str | None = None
+    training: bool = True
+    source: str = "auto"
+
+    @classmethod
+    def from_names(cls, backends: list[str] | tuple[str, ...] | str | None, dtype: str | None = None,
+                   training: bool = True, source: str | None = None) -> Request:
+        """Validate user input: one known backend name (or `auto`) and a known dtype."""
+        names = [backends] if isinstance(backends, str) else list(backends or [])
+        names = [n.strip() for name in names for n in name.split(",") if n.strip()]
+        if len(set(names)) > 1:
+            raise UsageError(
+                f"Can't use {' and '.join(sorted(set(names)))} together: one model uses exactly one attention "
+                "backend (FlashAttention and xFormers are alternatives). Pass --backend once."
+            )
+        backend = names[0] if names else "auto"
+        if backend != "auto" and backend not in CATALOG:
+            raise UsageError(f"Unknown backend {backend!r}. Choose one of: auto, {', '.join(BACKEND_NAMES)}.")
+        if dtype is not None and dtype not in DTYPES:
+            raise UsageError(f"Unknown dtype {dtype!r}. Choose one of: {', '.join(DTYPES)}.")
+        if source is None:
+            source = "auto" if backend == "auto" else "--backend"
+        return cls(backend=backend, dtype=dtype, training=training, source=source)
+
+    @property
+    def forced(self) -> bool:
+        return self.backend != "auto"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    backend: str
+    verdict: Verdict
+    reasons: tuple[Reason, ...] = ()
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "backend": self.backend,
+            "verdict": self.verdict,
+            "reasons": [r.to_dict() for r in self.reasons],
+        }
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+@dataclass(frozen=True)
+class Decision:
+    chosen: str | None
+    source: Literal["auto", "forced"]
+    dtype: str
+    candidates: tuple[Candidate, ...]
+    install_hints: tuple[InstallHint, ...] = ()
+    unsloth_kernel: str | None = None
+    source_detail: str = "auto"
+    model: ModelFacts | None = field(default=None, compare=False)
+
+    def candidate(self, backend: str) -> Candidate:
+        return next(c for c in self.candidates if c.backend == backend)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "chosen": self.chosen,
+            "source": self.source,
+            "source_detail": self.source_detail,
+            "dtype": self.dtype,
+            "candidates": [c.to_dict() for c in self.candidates],
+            "install_hints": [h.to_dict() for h in self.install_hints],
+        }
+        if self.chosen == "unsloth":
+            out["unsloth_kernel"] = self.unsloth_kernel
+        if self.model is not None:
+            out["model"] = self.model.to_dict()
+        return out
+
+    def require(self) -> str:
+        """The chosen backend, or `NoBackendError` restating the request and every candidate's reasons."""
+        if self.chosen is not None:
+            return self.chosen
+        lines = [f"{c.backend}: " + "; ".join(r.message for r in c.reasons) for c in self.candidates if c.reasons]
+        if self.source == "forced":
+            head = f"The requested backend {self.candidates[0].backend} cannot run here ({self.dtype})"
+        else:
+            head = f"No attention backend can run here ({self.dtype})"
+        raise NoBackendError(head + ": " + " | ".join(lines), decision=self)
+
+
+def default_dtype(facts: EnvFacts) -> str:
+    """bfloat16 where the device computes it natively, float16 on older GPUs, float32 on CPU."""
+    device = facts.device
+    if device.type == "cuda":
+        cap = device.capability_tuple
+        return "bfloat16" if cap is None or cap >= (8, 0) else "float16"
+    if device.type in ("rocm", "xpu"):
+        return "bfloat16"
+    if device.type == "mps":
+        return "float16"
+    return "float32"
+
+
+def unsloth_kernel(facts: EnvFacts) -> str:
+    """The attention Unsloth itself dispatches to: flash-attn on sm80+ (or ROCm), else xformers, else SDPA."""
+    device = facts.device
+    cap = device.capability_tuple
+    if _usable(facts, "flash-attn") and (device.type == "rocm" or (device.type == "cuda" and cap and cap >= (8, 0))):
+        return "flash_attention_2"
+    if device.type == "cuda" and _usable(facts, "xformers"):
+        return "xformers"
+    return "sdpa"
+
+
+def check(spec: BackendSpec, facts: EnvFacts, request: Request, dtype: str,
+          model: ModelFacts | None = None) -> list[Reason]:
+    """Every reason `spec` cannot run on `facts` for this request; empty means eligible."""
+    reasons: list[Reason] = []
+    device = facts.device
+    cap = device.capability_tuple if device.type == "cuda" else None
+    have_device = _DEVICE_WORDS[device.type] + (f" ({device.name})" if device.name else "")
+
+    if request.backend == "auto" and not spec.in_auto:
+        reasons.append(Reason("request_only", f"{spec.title} is chosen only on request, never by auto",
+                              f"--backend {spec.name}"))
+    if facts.torch is None:
+        reasons.append(Reason("torch_missing", "need torch installed, have none", "pip install torch"))
+    elif spec.min_torch and _version(facts.torch) < Version(spec.min_torch):
+        reasons.append(Reason("torch_too_old", f"need torch >= {spec.min_torch}, have {facts.torch}",
+                              f"pip install -U 'torch>={spec.min_torch}'"))
+
+    if spec.distribution:
+        reasons.extend(_package_reasons(spec, facts))
+
+    if device.type not in spec.devices:
+        if spec.cpu_mode_forced_only and device.type == "cpu":
+            if not request.forced:
+                reasons.append(Reason("cpu_mode_forced_only",
+                                      f"need a GPU for auto to pick {spec.title}, have {have_device}: its CPU mode "
+                                      "wraps stock transformers, so auto never picks it",
+                                      f"--backend {spec.name}"))
+        else:
+            wanted = " or ".join(_DEVICE_WORDS[t] for t in sorted(spec.devices))
+            reasons.append(Reason("device_unsupported", f"need {wanted}, have {have_device}"))
+    if cap is not None:
+        if spec.min_capability and cap < spec.min_capability:
+            reasons.append(Reason("capability_too_low",
+                                  f"need compute capability >= {_cap(spec.min_capability)}, have {_cap(cap)}"))
+        if spec.capability_majors and cap[0] not in spec.capability_majors:
+            majors = " or ".join(f"{m}.x" for m in sorted(spec.capability_majors))
+            reasons.append(Reason("capability_unsupported", f"need compute capability {majors}, have {_cap(cap)}"))
+
+    if dtype not in spec.dtypes:
+        reasons.append(Reason("dtype_unsupported",
+                              f"need dtype {' or '.join(sorted(spec.dtypes))}, have {dtype}", "--dtype bfloat16"))
+    elif dtype == "bfloat16" and cap is not None and spec.bf16_min_capability and cap < spec.bf16_min_capability:
+        reasons.append(Reason("bf16_unsupported",
+                              f"need compute capability >= {_cap(spec.bf16_min_capability)} for bfloat16, "
+                              f"have {_cap(cap)}", "--dtype float16"))
+    if device.type == "cpu" and request.training and not spec.cpu_backward:
+        reasons.append(Reason("no_cpu_backward",
+                              f"need a backward pass for training, have {spec.title} on CPU, which has forward only"))
+
+    if model is not None:
+        if spec.max_head_dim and model.head_dim and model.head_dim > spec.max_head_dim:
+            reasons.append(Reason("head_dim_too_large",
+                                  f"need head_dim <= {spec.max_head_dim}, have {model.head_dim}"))
+        if model.softcapping and not spec.softcapping:
+            reasons.append(Reason("softcapping_unsupported",
+                                  f"need no attention logit softcapping, have softcap {model.softcapping}"))
+        if model.has_sinks and not spec.sinks:
+            reasons.append(Reason("sinks_unsupported", f"need no attention sinks, have {model.model_type}'s sinks"))
+    return reasons
+
+
+def choose(facts: EnvFacts, request: Request | None = None, model: ModelFacts | None = None) -> Decision:
+    """Give every candidate a verdict and pick the first eligible one in the guide's order.
+
+    Args:
+        facts: the machine, from `attnpick.probe.collect_facts()` or an `--env` file.
+        request: the backend asked for (`auto` by default), the dtype and whether training is planned.
+        model: facts read from the model's config.json, if known.
+
+    Returns:
+        A `Decision`; `chosen` is None when nothing (or not the forced backend) can run.
+
+    Example:
+        >>> decision = choose(facts, Request.from_names("auto"))
+        >>> decision.chosen
+        'sdpa'
+    """
+    request = request or Request()
+    dtype = request.dtype or default_dtype(facts)
+    names = [request.backend] if request.forced else list(ORDER)
+    chosen: str | None = None
+    candidates: list[Candidate] = []
+    for name in names:
+        spec = CATALOG[name]
+        reasons = tuple(check(spec, facts, request, dtype, model))
+        note = None
+        if name == "unsloth" and not reasons and facts.device.type == "cpu":
+            note = "Unsloth's CPU mode: stock transformers + PEFT with sdpa, no Unsloth kernels"
+        if name == "sdpa" and facts.sdpa_kernels:
+            note = "SDPA kernels in this torch build: " + ", ".join(facts.sdpa_kernels)
+        if reasons:
+            verdict: Verdict = "rejected"
+        elif chosen is None:
+            verdict, chosen = "accepted", name
+        else:
+            verdict = "not_tried"
+        candidates.append(Candidate(name, verdict, reasons, note))
+
+    missing = frozenset(
+        name for name, spec in CATALOG.items()
+        if spec.distribution and facts.package(spec.distribution).version is None
+    )
+    hints = install_hints(facts.os, facts.device.type, facts.device.capability_tuple, facts.torch, facts.cuda,
+                          missing)
+    return Decision(
+        chosen=chosen,
+        source="forced" if request.forced else "auto",
+        source_detail=request.source,
+        dtype=dtype,
+        candidates=tuple(candidates),
+        install_hints=tuple(hints),
+        unsloth_kernel=unsloth_kernel(facts) if chosen == "unsloth" else None,
+        model=model,
+    )
+
+
+def _package_reasons(spec: BackendSpec, facts: EnvFacts) -> list[Reason]:
+    assert spec.distribution is not None
+    dist = spec.distribution
+    pkg = facts.package(dist)
+    if pkg.version is None:
+        return [Reason("not_installed", f"need {dist} installed, have none", f"pip install {dist}")]
+    reasons: list[Reason] = []
+    if spec.versions and not _in_range(pkg.version, spec.versions):
+        reasons.append(Reason("version_unsupported", f"need {dist} {spec.versions}, have {pkg.version}",
+                              f"pip install '{dist}{spec.versions}'"))
+    if pkg.importable is False:
+        error = (pkg.error or "unknown error").strip().splitlines()[-1][:300]
+        if "undefined symbol" in error:
+            reasons.append(Reason("abi_mismatch",
+                                  f"need {dist} built for torch {facts.torch}, have a build that fails to import: {error}",
+                                  f"pip install --force-reinstall --no-deps {dist}"))
+        else:
+            reasons.append(Reason("not_importable", f"need {dist} to import, have: {error}"))
+    if spec.needs_kernels_check:
+        if pkg.details.get("cpp_library") is False:
+            reasons.append(Reason("kernels_unavailable",
+                                  f"need {dist}'s compiled CUDA kernels, have a build without them"))
+        built_for = pkg.details.get("built_for_torch")
+        if built_for and facts.torch and built_for.partition("+")[0] != facts.torch.partition("+")[0]:
+            reasons.append(Reason("torch_mismatch",
+                                  f"need {dist} built for torch {facts.torch}, have one built for torch {built_for}"))
+    return reasons
+
+
+def _usable(facts: EnvFacts, distribution: str) -> bool:
+    pkg = facts.package(distribution)
+    return pkg.version is not None and pkg.importable is not False
+
+
+def _in_range(version: str, spec: str) -> bool:
+    try:
+        return Version(version) in SpecifierSet(spec)
+    except (InvalidVersion, InvalidSpecifier):
+        return False
+
+
+def _version(text: str) -> Version:
+    try:
+        return Version(text.partition("+")[0])
+    except InvalidVersion:
+        return Version("0")
+
+
+def _cap(cap: tuple[int, int]) -> str:
+    return f"{cap[0]}.{cap[1]}"

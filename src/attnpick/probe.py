@@ -1,0 +1,204 @@
+"""`collect_facts()`: the only code that looks at the machine.
+
+Installed comes from `importlib.metadata`; importable from child processes that keep the exception text
+(Unsloth gets a child of its own, since importing it patches transformers, peft and trl). Import results
+are cached per fingerprint of the interpreter and the installed versions, so a second `doctor` costs about
+one `import torch`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from typing import Any
+
+from attnpick import cache
+from attnpick._importcheck import MARKER
+from attnpick.facts import PROBED_MODULES, DeviceFacts, EnvFacts, PackageFacts
+
+logger = logging.getLogger(__name__)
+
+HIDE_ENV = "ATTNPICK_HIDE_PACKAGES"
+IMPORT_TIMEOUT_S = 180.0
+# Imported alone: Unsloth patches the libraries imported after it.
+ISOLATED = ("unsloth",)
+
+
+def os_name() -> str:
+    system = platform.system().lower()
+    return {"win32": "windows", "cygwin": "windows"}.get(system, system)
+
+
+def hidden_packages() -> frozenset[str]:
+    """Distributions hidden from the facts by `$ATTNPICK_HIDE_PACKAGES` (comma separated)."""
+    return frozenset(p.strip() for p in os.environ.get(HIDE_ENV, "").split(",") if p.strip())
+
+
+def installed_versions() -> dict[str, str]:
+    hidden = hidden_packages()
+    versions: dict[str, str] = {}
+    for dist in PROBED_MODULES:
+        if dist in hidden:
+            continue
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def collect_facts(fresh: bool = False, timeout_s: float = IMPORT_TIMEOUT_S) -> EnvFacts:
+    """Probe this machine once.
+
+    Args:
+        fresh: ignore cached import results and check every package again.
+        timeout_s: how long one import child may take before its packages count as not importable.
+
+    Returns:
+        The frozen `EnvFacts` of this machine.
+    """
+    versions = installed_versions()
+    key = {
+        "python": sys.executable,
+        "prefix": sys.prefix,
+        "python_version": platform.python_version(),
+        "versions": versions,
+        "hidden": sorted(hidden_packages()),
+    }
+    path, imports = cache.cached("imports", key)
+    if fresh:
+        imports = None
+    children: list[_ImportChild] = []
+    if imports is None:
+        to_check = [d for d in versions if d != "torch"]
+        shared = [d for d in to_check if d not in ISOLATED]
+        groups = [shared] + [[d] for d in to_check if d in ISOLATED]
+        children = [_ImportChild(group, timeout_s) for group in groups if group]
+
+    torch_facts, device, cuda, kernels = _probe_torch(versions.get("torch"))
+
+    packages: dict[str, PackageFacts] = {}
+    if children:
+        imports = {}
+        complete = True
+        for child in children:
+            results, finished = child.collect()
+            imports.update(results)
+            complete = complete and finished
+        if complete:
+            try:
+                cache.store(path, key, imports)
+            except OSError as exc:
+                logger.debug("could not write the import cache: %s", exc)
+    for dist, version in versions.items():
+        if dist == "torch":
+            packages[dist] = torch_facts
+            continue
+        entry = (imports or {}).get(dist, {})
+        packages[dist] = PackageFacts(version, entry.get("ok"), entry.get("error"), dict(entry.get("details", {})))
+
+    return EnvFacts(
+        os=os_name(),  # type: ignore[arg-type]
+        python=platform.python_version(),
+        torch=versions.get("torch") if torch_facts.importable else None,
+        cuda=cuda,
+        device=device,
+        packages=packages,
+        sdpa_kernels=kernels,
+    )
+
+
+def _probe_torch(version: str | None) -> tuple[PackageFacts, DeviceFacts, str | None, tuple[str, ...]]:
+    if version is None:
+        return PackageFacts(), DeviceFacts(), None, ()
+    try:
+        import torch
+    except Exception as exc:  # noqa: BLE001 - a broken torch is a fact, not a crash
+        return PackageFacts(version, False, f"{type(exc).__name__}: {exc}"), DeviceFacts(), None, ()
+    device = DeviceFacts()
+    kernels: list[str] = []
+    if torch.cuda.is_available():
+        index = torch.cuda.current_device()
+        props = torch.cuda.get_device_properties(index)
+        memory = round(props.total_memory / 2**30, 1)
+        if torch.version.hip:
+            device = DeviceFacts("rocm", props.name, None, memory)
+        else:
+            device = DeviceFacts("cuda", props.name, f"{props.major}.{props.minor}", memory)
+        if torch.backends.cuda.is_flash_attention_available():
+            kernels.append("flash")
+        kernels.append("efficient")
+        if torch.backends.cudnn.is_available() and (torch.backends.cudnn.version() or 0) >= 90000:
+            kernels.append("cudnn")
+    elif hasattr(torch, "xpu") and torch.xpu.is_available():
+        device = DeviceFacts("xpu", torch.xpu.get_device_name(0), None, None)
+    elif torch.backends.mps.is_available():
+        device = DeviceFacts("mps", "Apple GPU", None, None)
+    else:
+        # torch >= 2.3 ships a flash kernel for CPU in SDPA.
+        kernels.append("flash_cpu")
+    kernels.append("math")
+    return PackageFacts(version, True, None), device, torch.version.cuda, tuple(kernels)
+
+
+class _ImportChild:
+    """One `python -m attnpick._importcheck` child, restarted past a module that crashes it."""
+
+    def __init__(self, distributions: list[str], timeout_s: float) -> None:
+        self.distributions = distributions
+        self.timeout_s = timeout_s
+        self.deadline = time.monotonic() + timeout_s
+        self.proc = self._start(distributions)
+
+    @staticmethod
+    def _start(distributions: list[str]) -> subprocess.Popen[str]:
+        modules = [PROBED_MODULES[d] for d in distributions]
+        env = dict(os.environ, PYTHONWARNINGS="ignore", TOKENIZERS_PARALLELISM="false")
+        return subprocess.Popen(
+            [sys.executable, "-m", "attnpick._importcheck", *modules],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+        )
+
+    def collect(self) -> tuple[dict[str, dict[str, Any]], bool]:
+        """Results by distribution, and whether every import finished (nothing timed out)."""
+        results: dict[str, dict[str, Any]] = {}
+        pending = list(self.distributions)
+        finished = True
+        while pending:
+            try:
+                out, _ = self.proc.communicate(timeout=max(0.1, self.deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                out, _ = self.proc.communicate()
+                finished = False
+            by_module = {}
+            for line in out.splitlines():
+                if line.startswith(MARKER):
+                    record = json.loads(line[len(MARKER):])
+                    by_module[record["module"]] = record
+            for dist in list(pending):
+                record = by_module.get(PROBED_MODULES[dist])
+                if record is None:
+                    break
+                results[dist] = {"ok": record["ok"], "error": record["error"], "details": record["details"]}
+                pending.remove(dist)
+            if not pending:
+                break
+            culprit = pending.pop(0)
+            if not finished:
+                error = f"import did not finish within {self.timeout_s:.0f}s"
+                results[culprit] = {"ok": False, "error": error, "details": {}}
+                for dist in pending:
+                    results[dist] = {"ok": None, "error": "not checked: an earlier import hung", "details": {}}
+                break
+            results[culprit] = {"ok": False, "error": f"import crashed the interpreter (exit code "
+                                f"{self.proc.returncode})", "details": {}}
+            if pending:
+                self.proc = self._start(pending)
+        return results, finished

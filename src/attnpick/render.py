@@ -1,0 +1,110 @@
+"""Human views of facts and decisions. JSON comes from the same objects' `to_dict()`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from attnpick.decision import Decision
+from attnpick.facts import EnvFacts
+
+_VERDICT = {"accepted": "[bold green]chosen[/]", "rejected": "[red]rejected[/]", "not_tried": "[dim]eligible[/]"}
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+def facts_table(facts: EnvFacts) -> Table:
+    device = facts.device
+    table = Table(title="Machine", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("OS / Python", f"{facts.os} / {facts.python}")
+    table.add_row("torch / CUDA", f"{facts.torch or 'not installed'} / {facts.cuda or '-'}")
+    gpu = device.name or "-"
+    if device.capability:
+        gpu += f" (capability {device.capability})"
+    if device.memory_gb:
+        gpu += f", {device.memory_gb} GiB"
+    table.add_row("Device", f"{device.type}: {gpu}")
+    table.add_row("SDPA kernels", ", ".join(facts.sdpa_kernels) or "-")
+    return table
+
+
+def packages_table(facts: EnvFacts) -> Table:
+    table = Table(title="Packages", title_justify="left")
+    table.add_column("distribution")
+    table.add_column("version")
+    table.add_column("imports")
+    table.add_column("error", overflow="fold")
+    from attnpick.facts import PROBED_MODULES
+
+    for name in PROBED_MODULES:
+        pkg = facts.package(name)
+        imports = {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}[pkg.importable]
+        table.add_row(name, pkg.version or "[dim]not installed[/]", imports, pkg.error or "")
+    return table
+
+
+def decision_table(decision: Decision) -> Table:
+    title = f"Backends ({decision.source}, {decision.dtype})"
+    table = Table(title=title, title_justify="left")
+    table.add_column("backend")
+    table.add_column("verdict")
+    table.add_column("why", overflow="fold")
+    for cand in decision.candidates:
+        lines = [f"{r.message} [dim]\\[{r.code}][/]" + (f"\n  fix: {r.fix}" if r.fix else "") for r in cand.reasons]
+        if cand.note:
+            lines.append(f"[dim]{cand.note}[/]")
+        table.add_row(cand.backend, _VERDICT[cand.verdict], "\n".join(lines))
+    return table
+
+
+def summary_line(decision: Decision) -> str:
+    if decision.chosen is None:
+        return "No backend can run here; see the reasons above."
+    line = f"Chosen: {decision.chosen} ({decision.source_detail}, {decision.dtype})"
+    if decision.chosen == "unsloth":
+        line += f"; Unsloth's own attention kernel: {decision.unsloth_kernel}"
+    return line
+
+
+def bug_report_block(facts: EnvFacts, decision: Decision) -> str:
+    """A plain-text block to paste into an issue."""
+    pkgs = ", ".join(
+        f"{name}={pkg.version}" + ("" if pkg.importable is not False else " (import fails)")
+        for name, pkg in sorted(facts.packages.items())
+    )
+    device = facts.device
+    lines = [
+        "```",
+        f"attnpick doctor: os={facts.os} python={facts.python} torch={facts.torch} cuda={facts.cuda}",
+        f"device={device.type} name={device.name} capability={device.capability} memory_gb={device.memory_gb}",
+        f"packages: {pkgs or 'none'}",
+        f"chosen={decision.chosen} source={decision.source} dtype={decision.dtype}",
+    ]
+    lines += [
+        f"  {c.backend}: {c.verdict}" + (" (" + ", ".join(r.code for r in c.reasons) + ")" if c.reasons else "")
+        for c in decision.candidates
+    ]
+    lines.append("```")
+    return "\n".join(lines)
+
+
+def print_doctor(console: Console, facts: EnvFacts, decision: Decision) -> None:
+    console.print(facts_table(facts))
+    console.print(packages_table(facts))
+    print_decision(console, decision)
+    console.print("\nFor a bug report, copy this block:")
+    console.print(bug_report_block(facts, decision), markup=False, highlight=False, soft_wrap=True)
+
+
+def print_decision(console: Console, decision: Decision) -> None:
+    console.print(decision_table(decision))
+    console.print(summary_line(decision), style="bold")
+    for hint in decision.install_hints:
+        console.print(f"To add {hint.backend}: [bold]{hint.command}[/]" + (f"  [dim]# {hint.note}[/]" if hint.note else ""))
