@@ -120,7 +120,9 @@ def _read_facts_doc(name: str) -> Any:
     try:
         text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UsageError(f"Facts file {name!r} does not exist. Write one with 'attnpick doctor --json > FILE'.") from None
+        raise UsageError(
+            f"Facts file {name!r} does not exist. Write one with 'attnpick doctor --json > FILE'."
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"Facts file {name!r} cannot be read: {exc}.") from None
     try:

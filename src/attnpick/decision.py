@@ -288,10 +288,11 @@ def _package_reasons(spec: BackendSpec, facts: EnvFacts) -> list[Reason]:
         error = (pkg.error or "unknown error").strip().splitlines()[-1][:300]
         if "undefined symbol" in error:
             reasons.append(Reason("abi_mismatch",
-                                  f"need {dist} built for torch {facts.torch}, have a build that fails to import: {error}",
+                                  f"need {dist} built for torch {facts.torch}, "
+                                  f"have a build that fails to import: {error}",
                                   f"pip install --force-reinstall --no-deps {dist}"))
         else:
-            reasons.append(Reason("not_importable", f"need {dist} to import, have: {error}"))
+            reasons.append(Reason("not_importable", f"need {dist} to import, have an import error: {error}"))
     if spec.needs_kernels_check:
         if pkg.details.get("cpp_library") is False:
             reasons.append(Reason("kernels_unavailable",

@@ -107,4 +107,5 @@ def print_decision(console: Console, decision: Decision) -> None:
     console.print(decision_table(decision))
     console.print(summary_line(decision), style="bold")
     for hint in decision.install_hints:
-        console.print(f"To add {hint.backend}: [bold]{hint.command}[/]" + (f"  [dim]# {hint.note}[/]" if hint.note else ""))
+        note = f"  [dim]# {hint.note}[/]" if hint.note else ""
+        console.print(f"To add {hint.backend}: [bold]{hint.command}[/]{note}")

@@ -1,0 +1,187 @@
+"""The decision over described machines: chosen backend and the reasons of the others."""
+
+from __future__ import annotations
+
+import pytest
+
+from attnpick.catalog import CATALOG, ORDER
+from attnpick.decision import Request, choose, default_dtype
+from attnpick.errors import NoBackendError, UsageError
+from attnpick.facts import ModelFacts
+from tests.machines import machine
+
+ABI_ERROR = {
+    "version": "2.8.3",
+    "importable": False,
+    "error": "ImportError: flash_attn_2_cuda.so: undefined symbol: _ZN3c104cuda9SetDeviceEi",
+}
+EXAONE_24B = ModelFacts(model_type="exaone", head_dim=80, num_attention_heads=32, num_key_value_heads=8)
+GEMMA2 = ModelFacts(model_type="gemma2", head_dim=256, num_attention_heads=8, num_key_value_heads=4,
+                    softcapping=50.0)
+BIG_HEAD = ModelFacts(model_type="custom", head_dim=512, num_attention_heads=8, num_key_value_heads=8)
+
+# (id, facts, request, model, chosen, {backend: reason codes that must be among its reasons})
+CASES = [
+    ("linux-cpu", machine("linux", torch="2.13.0+cpu"), Request(), None, "sdpa",
+     {"unsloth": {"not_installed", "cpu_mode_forced_only"}, "flash_attention_2": {"device_unsupported"},
+      "xformers": {"device_unsupported"}, "flex_attention": {"request_only", "no_cpu_backward"}}),
+    ("mac-apple", machine("darwin", device="mps", torch="2.11.0"), Request(), None, "sdpa",
+     {"flash_attention_2": {"device_unsupported", "not_installed"}, "xformers": {"device_unsupported"}}),
+    ("t4-fa2-installed", machine("linux", "T4", flash_attn="2.8.3"), Request(), None, "sdpa",
+     {"flash_attention_2": {"capability_too_low"}}),
+    ("t4-bf16-forced-dtype", machine("linux", "T4", xformers="0.0.33"), Request(dtype="bfloat16"), None, "sdpa",
+     {"xformers": {"bf16_unsupported"}}),
+    ("t4-xformers-fp16", machine("windows", "T4", xformers="0.0.33"), Request(), None, "xformers", {}),
+    ("t4-unsloth", machine("linux", "T4", unsloth="2026.10.9", xformers="0.0.33"), Request(), None, "unsloth", {}),
+    ("v100-unsloth", machine("linux", "V100", unsloth="2026.10.9"), Request(), None, "unsloth", {}),
+    ("rtx4090-windows-xformers", machine("windows", "RTX4090", xformers="0.0.33"), Request(), None, "xformers",
+     {"flash_attention_2": {"not_installed"}, "flash_attention_3": {"capability_unsupported"}}),
+    ("rtx4090-linux-fa2", machine("linux", "RTX4090", flash_attn="2.8.3", xformers="0.0.33"), Request(), None,
+     "flash_attention_2", {"flash_attention_4": {"capability_too_low", "not_installed"}}),
+    ("a100-fa2", machine("linux", "A100", flash_attn="2.8.3"), Request(), EXAONE_24B, "flash_attention_2", {}),
+    ("a100-fa2-float32", machine("linux", "A100", flash_attn="2.8.3", xformers="0.0.33"),
+     Request(dtype="float32"), None, "xformers", {"flash_attention_2": {"dtype_unsupported"}}),
+    ("a100-fa2-broken-abi", machine("linux", "A100", flash_attn=ABI_ERROR), Request(), None, "sdpa",
+     {"flash_attention_2": {"abi_mismatch"}}),
+    ("a100-fa1-too-old", machine("linux", "A100", flash_attn="1.0.9"), Request(), None, "sdpa",
+     {"flash_attention_2": {"version_unsupported"}}),
+    ("a100-fa2-head-dim-512", machine("linux", "A100", flash_attn="2.8.3"), Request(), BIG_HEAD, "sdpa",
+     {"flash_attention_2": {"head_dim_too_large"}}),
+    ("h100-fa3", machine("linux", "H100", flash_attn_3="3.0.0", flash_attn="2.8.3"), Request(), None,
+     "flash_attention_3", {}),
+    ("h100-fa4-only", machine("linux", "H100", flash_attn_4="4.0.0b36"), Request(), None, "flash_attention_4",
+     {"flash_attention_3": {"not_installed"}}),
+    ("b200-fa3-wrong-arch", machine("linux", "B200", flash_attn_3="3.0.0", flash_attn="2.8.3"), Request(), None,
+     "flash_attention_2", {"flash_attention_3": {"capability_unsupported"}}),
+    ("h100-unsloth-first", machine("linux", "H100", unsloth="2026.10.9", flash_attn_3="3.0.0"), Request(), None,
+     "unsloth", {}),
+    ("h100-unsloth-broken", machine("linux", "H100", flash_attn="2.8.3",
+                                    unsloth={"version": "2026.10.9", "importable": False,
+                                             "error": "ImportError: cannot import name 'X' from 'trl'"}),
+     Request(), None, "flash_attention_2", {"unsloth": {"not_importable"}}),
+    ("xformers-no-kernels", machine("linux", "RTX4090", xformers={"version": "0.0.33", "importable": True,
+                                                                   "details": {"cpp_library": False}}),
+     Request(), None, "sdpa", {"xformers": {"kernels_unavailable"}}),
+    ("xformers-other-torch", machine("linux", "RTX4090", xformers={"version": "0.0.29", "importable": True,
+                                                                    "details": {"built_for_torch": "2.6.0+cu124"}}),
+     Request(), None, "sdpa", {"xformers": {"torch_mismatch"}}),
+    ("gemma2-softcap-xformers", machine("linux", "RTX4090", xformers="0.0.33"), Request(), GEMMA2, "sdpa",
+     {"xformers": {"softcapping_unsupported"}}),
+    ("no-torch", machine("linux", torch=None), Request(), None, None,
+     {"sdpa": {"torch_missing"}, "eager": {"torch_missing"}}),
+    ("flex-forced-gpu", machine("linux", "A100"), Request.from_names("flex_attention"), None, "flex_attention", {}),
+    ("flex-forced-cpu-inference", machine("linux"), Request.from_names("flex_attention", training=False), None,
+     "flex_attention", {}),
+    ("flex-forced-cpu-training", machine("linux"), Request.from_names("flex_attention"), None, None,
+     {"flex_attention": {"no_cpu_backward"}}),
+    ("flex-old-torch", machine("linux", "A100", torch="2.4.1+cu121"), Request.from_names("flex_attention"), None,
+     None, {"flex_attention": {"torch_too_old"}}),
+    ("forced-fa2-on-t4", machine("linux", "T4", flash_attn="2.8.3"), Request.from_names("flash_attention_2"),
+     None, None, {"flash_attention_2": {"capability_too_low"}}),
+    ("forced-fa2-on-cpu", machine("linux"), Request.from_names("flash_attention_2"), None, None,
+     {"flash_attention_2": {"not_installed", "device_unsupported", "dtype_unsupported"}}),
+    ("forced-unsloth-cpu-mode", machine("linux", unsloth="2026.10.9"), Request.from_names("unsloth"), None,
+     "unsloth", {}),
+    ("forced-unsloth-cpu-missing", machine("linux"), Request.from_names("unsloth"), None, None,
+     {"unsloth": {"not_installed"}}),
+    ("forced-eager", machine("linux", "H100", flash_attn_3="3.0.0"), Request.from_names("eager"), None, "eager", {}),
+]
+
+
+@pytest.mark.parametrize("facts, request_, model, chosen, reasons", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_choice_and_reasons(facts, request_, model, chosen, reasons):
+    decision = choose(facts, request_, model)
+    assert decision.chosen == chosen
+    for backend, codes in reasons.items():
+        cand = decision.candidate(backend)
+        assert cand.verdict == "rejected"
+        assert codes <= {r.code for r in cand.reasons}, (backend, cand.reasons)
+    for cand in decision.candidates:
+        assert (cand.verdict == "rejected") == bool(cand.reasons)
+        for reason in cand.reasons:
+            assert reason.message.startswith("need ") or reason.code == "request_only", reason
+            assert ", have " in reason.message or reason.code == "request_only", reason
+
+
+def test_all_reasons_are_collected_not_just_the_first():
+    decision = choose(machine("linux"), Request.from_names("flash_attention_3"))
+    codes = [r.code for r in decision.candidate("flash_attention_3").reasons]
+    assert codes == ["not_installed", "device_unsupported", "dtype_unsupported"]
+
+
+def test_auto_order_is_the_guides_and_flex_last():
+    assert ORDER == ("unsloth", "flash_attention_3", "flash_attention_4", "flash_attention_2", "xformers", "sdpa",
+                     "eager", "flex_attention")
+    decision = choose(machine("linux", "H100", flash_attn_3="3.0.0", flash_attn_4="4.0.0b36", flash_attn="2.8.3",
+                              xformers="0.0.33"))
+    verdicts = {c.backend: c.verdict for c in decision.candidates}
+    assert verdicts == {"unsloth": "rejected", "flash_attention_3": "accepted", "flash_attention_4": "not_tried",
+                        "flash_attention_2": "not_tried", "xformers": "not_tried", "sdpa": "not_tried",
+                        "eager": "not_tried", "flex_attention": "rejected"}
+
+
+def test_forced_backend_never_swaps_and_lists_reasons():
+    decision = choose(machine("linux", "T4", flash_attn="2.8.3", xformers="0.0.33"),
+                      Request.from_names("flash_attention_2"))
+    assert decision.chosen is None and decision.source == "forced"
+    assert [c.backend for c in decision.candidates] == ["flash_attention_2"]
+    with pytest.raises(NoBackendError, match="compute capability >= 8.0, have 7.5") as info:
+        decision.require()
+    assert info.value.exit_code == 3
+
+
+@pytest.mark.parametrize("names", [["flash_attention_2", "xformers"], ["flash_attention_2,xformers"]])
+def test_two_backends_are_rejected(names):
+    with pytest.raises(UsageError, match="one model uses exactly one attention backend") as info:
+        Request.from_names(names)
+    assert info.value.exit_code == 2
+
+
+def test_unknown_backend_and_dtype_name_the_valid_ones():
+    with pytest.raises(UsageError, match="Choose one of: auto, unsloth"):
+        Request.from_names("xformer")
+    with pytest.raises(UsageError, match="bfloat16, float16, float32"):
+        Request.from_names("auto", dtype="fp8")
+
+
+@pytest.mark.parametrize("facts, dtype", [
+    (machine("linux"), "float32"),
+    (machine("linux", "T4"), "float16"),
+    (machine("linux", "A100"), "bfloat16"),
+    (machine("darwin", device="mps"), "float16"),
+])
+def test_default_dtype(facts, dtype):
+    assert default_dtype(facts) == dtype
+
+
+@pytest.mark.parametrize("facts, kernel", [
+    (machine("linux", "A100", unsloth="2026.10.9", flash_attn="2.8.3", xformers="0.0.33"), "flash_attention_2"),
+    (machine("linux", "T4", unsloth="2026.10.9", flash_attn="2.8.3", xformers="0.0.33"), "xformers"),
+    (machine("linux", "A100", unsloth="2026.10.9"), "sdpa"),
+])
+def test_unsloth_kernel_is_reported(facts, kernel):
+    decision = choose(facts)
+    assert decision.chosen == "unsloth"
+    assert decision.to_dict()["unsloth_kernel"] == kernel
+
+
+def test_install_hints_follow_the_os():
+    windows = choose(machine("windows", "RTX4090", torch="2.8.0+cu128"))
+    assert [h.backend for h in windows.install_hints] == ["unsloth", "xformers"]
+    assert windows.install_hints[1].command == "pip install --no-deps xformers==0.0.32.post2"
+    linux_hopper = choose(machine("linux", "H100"))
+    assert [h.backend for h in linux_hopper.install_hints] == ["unsloth", "flash_attention_3", "flash_attention_2"]
+    unknown_torch = choose(machine("windows", "RTX4090", torch="2.11.0+cu130"))
+    assert "--no-deps" in unknown_torch.install_hints[1].command
+    assert "whl/cu130" in unknown_torch.install_hints[1].command
+    assert choose(machine("linux")).install_hints == ()
+
+
+def test_decision_json_shape():
+    data = choose(machine("linux")).to_dict()
+    assert data["chosen"] == "sdpa" and data["source"] == "auto"
+    assert [c["backend"] for c in data["candidates"]] == list(CATALOG)
+    for cand in data["candidates"]:
+        assert cand["verdict"] in {"accepted", "rejected", "not_tried"}
+        assert all({"code", "message"} <= set(r) for r in cand["reasons"])
+    assert isinstance(data["install_hints"], list)
