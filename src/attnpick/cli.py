@@ -48,6 +48,23 @@ def build_parser() -> argparse.ArgumentParser:
                       "'facts'); '-' reads standard input")
     _decision_options(plan)
     plan.set_defaults(func=cmd_plan)
+
+    load = sub.add_parser("load", help="load a model with the fastest backend proven to work here")
+    load.add_argument("model", nargs="?", default="tiny-exaone",
+                      help="tiny-exaone (default), a local folder laid out like the hub, or a cached hub id")
+    load.add_argument("--backend", action="append", metavar="NAME|auto", help=f"auto (default) or one backend; "
+                      f"env {BACKEND_ENV}")
+    load.add_argument("--dtype", metavar="DTYPE", help="bfloat16, float16 or float32; default: the device's best")
+    load.add_argument("--4bit", dest="load_in_4bit", action="store_true", help="bitsandbytes NF4 (QLoRA)")
+    load.add_argument("--max-seq-length", type=int, default=2048, metavar="N")
+    load.add_argument("--trust-remote-code", action="store_true",
+                      help="allow the repository's own Python code (only used when transformers has no class)")
+    load.add_argument("--exaone-as-llama", action="store_true",
+                      help="load EXAONE through attnpick's Llama mapping even where transformers has it natively")
+    load.add_argument("--smoke-timeout", type=float, default=300.0, metavar="S")
+    load.add_argument("--fresh", action="store_true", help="ignore cached import checks and smoke results")
+    load.add_argument("--json", action="store_true", help="print the load report as JSON")
+    load.set_defaults(func=cmd_load, inference=False)
     return parser
 
 
@@ -114,6 +131,39 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print_decision(console, decision)
 
     return _finish(decision, decision.to_dict(), args.json, show)
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from attnpick.errors import NoBackendError
+    from attnpick.loading import load_model
+    from attnpick.probe import collect_facts
+
+    if args.max_seq_length < 1:
+        raise UsageError(f"--max-seq-length must be a positive number of tokens, got {args.max_seq_length}.")
+    request = _request(args)
+    facts = collect_facts(fresh=args.fresh)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
+        _, _, report = load_model(
+            args.model, max_seq_length=args.max_seq_length, dtype=request.dtype, load_in_4bit=args.load_in_4bit,
+            trust_remote_code=args.trust_remote_code, backend=request.backend, facts=facts,
+            smoke_timeout=args.smoke_timeout, use_cache=not args.fresh, force_llama_mapping=args.exaone_as_llama,
+        )
+    except NoBackendError as exc:
+        if args.json and exc.decision is not None:
+            print(json.dumps({"error": str(exc), "decision": exc.decision.to_dict()}, indent=2, ensure_ascii=False))
+        raise
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        from rich.console import Console
+
+        from attnpick.render import print_load_report
+
+        print_load_report(Console(), report)
+    return 0
 
 
 def _read_facts_doc(name: str) -> Any:

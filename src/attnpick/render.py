@@ -109,3 +109,37 @@ def print_decision(console: Console, decision: Decision) -> None:
     for hint in decision.install_hints:
         note = f"  [dim]# {hint.note}[/]" if hint.note else ""
         console.print(f"To add {hint.backend}: [bold]{hint.command}[/]{note}")
+
+
+_OUTCOME = {"loaded": "[bold green]loaded[/]", "rejected": "[red]rejected[/]", "smoke_failed": "[red]smoke failed[/]",
+            "load_failed": "[red]load failed[/]", "confirm_failed": "[red]not confirmed[/]"}
+
+
+def print_load_report(console: Console, report: Any) -> None:
+    table = Table(title=f"Loading {report.model} ({report.dtype}, {report.device})", title_justify="left")
+    table.add_column("backend")
+    table.add_column("outcome")
+    table.add_column("time", justify="right")
+    table.add_column("why", overflow="fold")
+    for attempt in report.attempts:
+        why = "\n".join(f"{r.message} [dim]\\[{r.code}][/]" for r in attempt.reasons)
+        if attempt.smoke and attempt.smoke.ok:
+            why = f"smoke run passed{' (cached)' if attempt.smoke.cached else ''}"
+        table.add_row(attempt.backend, _OUTCOME[attempt.outcome], f"{attempt.seconds:.1f}s", why)
+    console.print(table)
+    line = f"Chosen: {report.chosen}"
+    if report.unsloth_kernel:
+        line += f" (Unsloth's kernel: {report.unsloth_kernel})"
+    console.print(line, style="bold")
+    conf = report.confirmation
+    if conf is not None:
+        ran = ", ".join(f"{name} x{n}" for name, n in conf.calls.items()) or "nothing counted"
+        status = {True: "confirmed", False: "NOT confirmed", None: "unconfirmed"}[conf.ok]
+        console.print(f"Confirmation: {status}: {ran} over {conf.layers} layers"
+                      + (f" ({conf.note})" if conf.note else ""))
+    console.print(f"Model: {report.model_class} ({report.architecture}), transformers {report.transformers}, "
+                  f"quantization: {report.quantization or 'none'}, max_seq_length {report.max_seq_length}")
+    for note in report.notes:
+        console.print(f"[dim]{note}[/]")
+    if report.transformers_patched:
+        console.print("[yellow]Unsloth left transformers patched in this process.[/]")

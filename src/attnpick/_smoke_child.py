@@ -1,0 +1,128 @@
+"""Child process: prove one attention backend on this device, at the model's attention shapes.
+
+Run as `python -m attnpick._smoke_child '<json spec>'`. Builds a one-layer Llama with the model's query
+heads, kv heads (GQA) and head_dim, loads it with the backend, and runs a forward and a backward pass on a
+padded batch (one left-padded and one right-padded row). Prints one marker line with the result. Runs in a
+child so that a segfault, a CUDA fault or a hang cannot take the caller down.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+MARKER = "ATTNPICK-SMOKE "
+
+
+def _tiny_llama(spec: dict[str, Any]) -> Any:
+    from transformers import LlamaConfig
+
+    heads, kv, head_dim = spec["heads"], spec["kv_heads"], spec["head_dim"]
+    return LlamaConfig(
+        vocab_size=128, hidden_size=heads * head_dim, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=heads, num_key_value_heads=kv, head_dim=head_dim, max_position_embeddings=4096,
+        pad_token_id=0, tie_word_embeddings=False,
+    )
+
+
+def _batch(spec: dict[str, Any], device: Any) -> dict[str, Any]:
+    import torch
+
+    seq, pad = spec["seq"], max(1, spec["seq"] // 4)
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, 128, (2, seq), generator=gen)
+    mask = torch.ones(2, seq, dtype=torch.long)
+    mask[0, :pad] = 0  # left padding
+    mask[1, seq - pad:] = 0  # right padding
+    ids = ids.masked_fill(mask == 0, 0)
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+
+
+def _run_transformers(spec: dict[str, Any]) -> dict[str, Any]:
+    import torch
+    from transformers import LlamaForCausalLM
+
+    if spec["backend"] == "xformers":
+        from attnpick.backends.xformers import register_xformers
+
+        register_xformers()
+    device = torch.device(spec["device"])
+    dtype = getattr(torch, spec["dtype"])
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(_tiny_llama(spec)).to(device=device, dtype=dtype)
+    model.set_attn_implementation(spec["backend"])
+    return _forward_backward(model, spec, device)
+
+
+def _run_unsloth(spec: dict[str, Any]) -> dict[str, Any]:
+    import tempfile
+
+    import torch
+    import unsloth  # noqa: F401 - must come before transformers (Unsloth patches it)
+    from transformers import LlamaForCausalLM
+    from unsloth import FastLanguageModel
+
+    folder = tempfile.mkdtemp(prefix="attnpick-smoke-")
+    torch.manual_seed(0)
+    LlamaForCausalLM(_tiny_llama(spec)).save_pretrained(folder)
+    _save_tokenizer(folder)
+    dtype = getattr(torch, spec["dtype"])
+    model, _ = FastLanguageModel.from_pretrained(folder, max_seq_length=max(64, spec["seq"]), dtype=dtype,
+                                                 load_in_4bit=False, local_files_only=True)
+    device = next(model.parameters()).device
+    return _forward_backward(model, spec, device)
+
+
+def _save_tokenizer(folder: str) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {f"t{i}": i for i in range(128)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="t1"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="t0", eos_token="t2").save_pretrained(folder)
+
+
+def _forward_backward(model: Any, spec: dict[str, Any], device: Any) -> dict[str, Any]:
+    import torch
+
+    batch = _batch(spec, device)
+    model.train(spec.get("training", True))
+    start = time.perf_counter()
+    out = model(**batch, use_cache=False)
+    logits = out.logits.float()
+    keep = batch["attention_mask"].bool()
+    if not torch.isfinite(logits[keep]).all():
+        raise FloatingPointError("non-finite logits at non-padding positions")
+    if spec.get("training", True):
+        logits[keep].square().mean().backward()
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        if not grads:
+            raise RuntimeError("backward produced no gradients")
+        if not all(torch.isfinite(g).all() for g in grads):
+            raise FloatingPointError("non-finite gradients")
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return {"seconds": round(time.perf_counter() - start, 4)}
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(argv[0])
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        result = _run_unsloth(spec) if spec["backend"] == "unsloth" else _run_transformers(spec)
+        record = {"ok": True, "error": None, **result}
+    except BaseException as exc:  # noqa: BLE001 - any failure is the fact we report
+        import traceback
+
+        record = {"ok": False, "error": traceback.format_exception_only(type(exc), exc)[-1].strip()[:2000]}
+    sys.stdout.write(MARKER + json.dumps(record) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""Backends transformers lacks or loads differently: xFormers (registration) and Unsloth (its loader)."""

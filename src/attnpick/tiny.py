@@ -1,0 +1,160 @@
+"""`tiny-exaone`: a deterministic tiny EXAONE-3.5 checkpoint laid out exactly as on the hub.
+
+config.json with `model_type: exaone` and the remote-code `auto_map`, the original weight names
+(`transformer.h.0.attn.attention.q_proj.weight`, ...), tied embeddings like the 2.4B, GQA (4 query heads,
+2 kv heads), a byte-level BPE tokenizer trained offline on `data/tiny_corpus.txt`, and EXAONE's chat
+template. Built on first use into the cache folder; the name `tiny-exaone` works wherever a model id does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+NAME = "tiny-exaone"
+VERSION = 1
+SEED = 20241208
+
+SPECIAL_TOKENS = ["[PAD]", "[BOS]", "[|endofturn|]", "[UNK]", "[|system|]", "[|user|]", "[|assistant|]"]
+
+# EXAONE 3.5's chat template: system turn first (empty if absent), every turn closed by [|endofturn|]
+# except the user's, which ends with a newline.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}{{ '[|system|][|endofturn|]\n' }}{% endif %}"
+    "{{ '[|' + message['role'] + '|]' + message['content'] }}"
+    "{% if message['role'] == 'user' %}{{ '\n' }}{% else %}{{ '[|endofturn|]\n' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '[|assistant|]' }}{% endif %}"
+)
+
+
+def config(vocab_size: int) -> dict[str, Any]:
+    """EXAONE-3.5-2.4B's config, shrunk: same keys, same rope scaling, tied embeddings, GQA 2:1."""
+    return {
+        "activation_function": "silu",
+        "architectures": ["ExaoneForCausalLM"],
+        "attention_dropout": 0.0,
+        "auto_map": {
+            "AutoConfig": "configuration_exaone.ExaoneConfig",
+            "AutoModelForCausalLM": "modeling_exaone.ExaoneForCausalLM",
+        },
+        "bos_token_id": 1,
+        "embed_dropout": 0.0,
+        "eos_token_id": 2,
+        "head_dim": 16,
+        "hidden_size": 64,
+        "initializer_range": 0.02,
+        "intermediate_size": 128,
+        "layer_norm_epsilon": 1e-05,
+        "max_position_embeddings": 32768,
+        "model_type": "exaone",
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "num_layers": 2,
+        "pad_token_id": 0,
+        "rope_scaling": {
+            "factor": 8.0,
+            "high_freq_factor": 4.0,
+            "low_freq_factor": 1.0,
+            "original_max_position_embeddings": 8192,
+            "rope_type": "llama3",
+        },
+        "rope_theta": 1000000.0,
+        "tie_word_embeddings": True,
+        "torch_dtype": "float32",
+        "use_cache": True,
+        "vocab_size": vocab_size,
+    }
+
+
+def _weights(cfg: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    gen = torch.Generator().manual_seed(SEED)
+    h, inter, d = cfg["hidden_size"], cfg["intermediate_size"], cfg["head_dim"]
+    q_out, kv_out = cfg["num_attention_heads"] * d, cfg["num_key_value_heads"] * d
+
+    def randn(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=gen) * cfg["initializer_range"] * 4
+
+    def norm() -> torch.Tensor:
+        return 1.0 + 0.1 * torch.randn(h, generator=gen)
+
+    tensors = {"transformer.wte.weight": randn(cfg["vocab_size"], h)}
+    for i in range(cfg["num_layers"]):
+        p = f"transformer.h.{i}."
+        tensors.update({
+            p + "ln_1.weight": norm(),
+            p + "attn.attention.q_proj.weight": randn(q_out, h),
+            p + "attn.attention.k_proj.weight": randn(kv_out, h),
+            p + "attn.attention.v_proj.weight": randn(kv_out, h),
+            p + "attn.attention.out_proj.weight": randn(h, q_out),
+            p + "ln_2.weight": norm(),
+            p + "mlp.c_fc_0.weight": randn(inter, h),
+            p + "mlp.c_fc_1.weight": randn(inter, h),
+            p + "mlp.c_proj.weight": randn(h, inter),
+        })
+    tensors["transformer.ln_f.weight"] = norm()
+    return {k: v.contiguous() for k, v in tensors.items()}
+
+
+def _tokenizer(folder: Path) -> int:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    corpus = resources.files("attnpick").joinpath("data/tiny_corpus.txt").read_text(encoding="utf-8")
+    tok = Tokenizer(models.BPE(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=640, special_tokens=SPECIAL_TOKENS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(corpus.splitlines(), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="[BOS]", eos_token="[|endofturn|]", pad_token="[PAD]", unk_token="[UNK]",
+        additional_special_tokens=["[|system|]", "[|user|]", "[|assistant|]"], model_max_length=32768,
+        padding_side="left",
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(str(folder))
+    return len(fast)
+
+
+def build(folder: Path) -> Path:
+    """Write tiny-exaone into `folder` (which must not exist yet)."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    vocab = _tokenizer(folder)
+    cfg = config(vocab)
+    save_file(_weights(cfg), str(folder / "model.safetensors"), metadata={"format": "pt"})
+    (folder / "config.json").write_text(json.dumps(cfg, indent=2))
+    (folder / "generation_config.json").write_text(json.dumps(
+        {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0, "transformers_version": "4.43.1"}, indent=2))
+    return folder
+
+
+def ensure() -> Path:
+    """The tiny-exaone folder in the cache, built on first use (atomically: a crash leaves no half folder)."""
+    from attnpick.cache import cache_dir
+
+    final = cache_dir() / "models" / f"{NAME}-v{VERSION}"
+    if (final / "model.safetensors").is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        build(tmp / "model")
+        try:
+            os.replace(tmp / "model", final)
+        except OSError:
+            if not (final / "model.safetensors").is_file():  # not another process winning the race
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
