@@ -67,7 +67,8 @@ def test_config_and_key_translation():
     cfg = exaone.llama_config(json.loads((tiny.ensure() / "config.json").read_text()))
     assert cfg["model_type"] == "llama" and cfg["num_hidden_layers"] == 2 and cfg["rms_norm_eps"] == 1e-5
     assert cfg["hidden_act"] == "silu" and "auto_map" not in cfg and "num_layers" not in cfg
-    assert exaone.llama_key("transformer.h.3.attn.attention.out_proj.weight") == "model.layers.3.self_attn.o_proj.weight"
+    out_proj = "transformer.h.3.attn.attention.out_proj.weight"
+    assert exaone.llama_key(out_proj) == "model.layers.3.self_attn.o_proj.weight"
     assert exaone.llama_key("transformer.h.0.mlp.c_fc_1.weight") == "model.layers.0.mlp.up_proj.weight"
     assert exaone.llama_key("transformer.ln_f.weight") == "model.norm.weight"
 
