@@ -54,9 +54,9 @@ def test_tiny_exaone_is_deterministic(tmp_path):
 
 
 def test_chat_template_is_exaones():
-    from transformers import AutoTokenizer
+    from transformers import PreTrainedTokenizerFast
 
-    tok = AutoTokenizer.from_pretrained(tiny.ensure())
+    tok = PreTrainedTokenizerFast.from_pretrained(tiny.ensure())
     text = tok.apply_chat_template([{"role": "user", "content": "안녕?"}, {"role": "assistant", "content": "네."}],
                                    tokenize=False)
     assert text == "[|system|][|endofturn|]\n[|user|]안녕?\n[|assistant|]네.[|endofturn|]\n"

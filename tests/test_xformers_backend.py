@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attnpick import tiny
+from attnpick import exaone, tiny
 from attnpick.backends import xformers as xf
 from attnpick.decision import choose
 from tests.machines import machine
@@ -181,7 +181,7 @@ def test_decision_rejects_softcap_and_sinks_models():
 def _tiny_models(attn: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder = tiny.ensure()
+    folder = exaone.converted_folder(tiny.ensure())  # Llama names: loads on every supported transformers
     model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation=attn).eval()
     return model, AutoTokenizer.from_pretrained(folder)
 

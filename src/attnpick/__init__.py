@@ -17,6 +17,9 @@ _LAZY = {
     "EnvFacts": "attnpick.facts",
     "ModelFacts": "attnpick.facts",
     "CATALOG": "attnpick.catalog",
+    "load_model": "attnpick.loading",
+    "LoadReport": "attnpick.loading",
+    "register_xformers": "attnpick.backends.xformers",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -57,10 +57,11 @@ class Confirmation:
     layers: int
     ok: bool | None
     note: str = ""
+    forwards: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"attn_implementation": self.attn_implementation, "calls": dict(self.calls), "layers": self.layers,
-                "ok": self.ok, "note": self.note}
+        return {"attn_implementation": self.attn_implementation, "calls": dict(self.calls),
+                "forwards": dict(self.forwards), "layers": self.layers, "ok": self.ok, "note": self.note}
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,7 @@ def load_model(
     smoke_timeout: float = DEFAULT_TIMEOUT_S,
     use_cache: bool = True,
     force_llama_mapping: bool = False,
+    decision: Decision | None = None,
 ) -> tuple[Any, Any, LoadReport]:
     """Load a causal LM with the fastest attention backend that is proven to work here.
 
@@ -193,6 +195,8 @@ def load_model(
         use_cache: reuse cached smoke results for the same machine, packages, shapes and dtype.
         force_llama_mapping: load EXAONE through attnpick's Llama mapping even where transformers has a
             native class.
+        decision: a decision made beforehand (e.g. agreed by every rank of a distributed job); its
+            accepted and eligible candidates are tried in order.
 
     Returns:
         (model, tokenizer, LoadReport)
@@ -214,8 +218,9 @@ def load_model(
         facts = collect_facts()
     if load_in_4bit:
         _require_bitsandbytes(facts)
-    decision = choose(facts, request, info)
-    if request.forced:
+    if decision is None:
+        decision = choose(facts, request, info)
+    if decision.source == "forced":
         decision.require()
     load_folder = exaone.converted_folder(folder) if arch == "llama_mapping" else folder
 
@@ -347,11 +352,9 @@ def _counting(impl: str, eager: Callable[..., Any] | None, calls: dict[str, int]
 
 
 def confirm(model: Any, tokenizer: Any, backend: str, arch: Architecture = "native") -> Confirmation:
-    """One tiny padded forward, counting which attention function ran in each layer."""
-    if backend == "unsloth":
-        from attnpick.backends.unsloth import confirm_unsloth
-
-        return confirm_unsloth(model)
+    """One tiny padded forward, counting the attention layers that ran and the attention function each
+    called through transformers' AttentionInterface. Unsloth replaces the layers' forward with its own, so
+    for it the layer count is the proof and `forwards` names Unsloth's function."""
     import torch
 
     impl = getattr(model.config, "_attn_implementation", None)
@@ -361,21 +364,39 @@ def confirm(model: Any, tokenizer: Any, backend: str, arch: Architecture = "nati
     eager = getattr(sys.modules.get(type(attn_modules[0]).__module__), "eager_attention_forward", None) \
         if attn_modules else None
     calls: dict[str, int] = {}
+    forwards: dict[str, int] = {}
+    hooks = []
+    for module in attn_modules:
+        fn = type(module).forward
+        name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}"
+
+        def hook(*_: Any, name: str = name) -> None:
+            forwards[name] = forwards.get(name, 0) + 1
+
+        hooks.append(module.register_forward_hook(hook))
     ids = tokenizer(["attention check", "a"], return_tensors="pt", padding=True)
     ids = {k: v.to(_device_of(model)) for k, v in ids.items()}
-    with _counting(impl or hf_name or "", eager, calls), torch.no_grad():
-        model(**ids, use_cache=False)
-    total = sum(calls.values())
+    try:
+        with _counting(impl or "", eager, calls), torch.no_grad():
+            model(**ids, use_cache=False)
+    finally:
+        for h in hooks:
+            h.remove()
+    ran, total = sum(forwards.values()), sum(calls.values())
+    if backend == "unsloth":
+        ok = ran == layers if layers else ran > 0
+        return Confirmation(impl, calls, layers, ok, "" if ok else f"{ran} attention layers ran of {layers}",
+                            forwards)
     if impl != hf_name:
-        return Confirmation(impl, calls, layers, False, f"the model runs {impl!r}, not {hf_name!r}")
+        return Confirmation(impl, calls, layers, False, f"the model runs {impl!r}, not {hf_name!r}", forwards)
     if total == 0:
         if arch == "remote_code":
-            return Confirmation(impl, calls, layers, None,
-                                "remote code does not dispatch through transformers' AttentionInterface: unconfirmed")
-        return Confirmation(impl, calls, layers, False, "no attention function was called")
+            return Confirmation(impl, calls, layers, None, "remote code does not dispatch through transformers' "
+                                "AttentionInterface: unconfirmed", forwards)
+        return Confirmation(impl, calls, layers, False, "no attention function was called", forwards)
     ok = total == layers if layers else True
-    note = "" if ok else f"{total} attention calls for {layers} layers"
-    return Confirmation(impl, calls, layers, ok, note)
+    return Confirmation(impl, calls, layers, ok, "" if ok else f"{total} attention calls for {layers} layers",
+                        forwards)
 
 
 def _notes(arch: Architecture, info: ModelFacts) -> tuple[str, ...]:

@@ -46,11 +46,11 @@ def test_function_parity_forward_backward(xformers_ops, dtype, atol):
 def test_tiny_exaone_with_xformers_matches_eager_in_bf16(xformers_ops):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from attnpick import tiny
+    from attnpick import exaone, tiny
     from attnpick.backends.xformers import register_xformers
 
     register_xformers()
-    folder = tiny.ensure()
+    folder = exaone.converted_folder(tiny.ensure())
     tok = AutoTokenizer.from_pretrained(folder)
     batch = tok(["어텐션은 질의와 키의 내적입니다", "hello"], return_tensors="pt", padding=True).to("cuda")
     keep = batch["attention_mask"].bool()

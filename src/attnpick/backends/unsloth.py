@@ -53,6 +53,7 @@ def unsloth_kernel_in_process() -> str:
 def load_unsloth(folder: Path, max_seq_length: int, dtype: str, load_in_4bit: bool, facts: Any) -> tuple[Any, Any, str]:
     """`FastLanguageModel.from_pretrained` on a local folder (EXAONE arrives already mapped to Llama)."""
     import torch
+
     import unsloth  # noqa: F401 - first, as Unsloth asks
     from unsloth import FastLanguageModel
 
@@ -61,35 +62,3 @@ def load_unsloth(folder: Path, max_seq_length: int, dtype: str, load_in_4bit: bo
         load_in_4bit=load_in_4bit, local_files_only=True, trust_remote_code=False,
     )
     return model, tokenizer, unsloth_kernel_in_process()
-
-
-def confirm_unsloth(model: Any) -> Any:
-    """Count attention-layer calls in one forward, and name the forward Unsloth installed."""
-    import torch
-
-    from attnpick.loading import Confirmation
-
-    layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
-    attn = [m for m in model.modules() if type(m).__name__.endswith("Attention")]
-    calls: dict[str, int] = {}
-    hooks = []
-    for module in attn:
-        fn = type(module).forward
-        name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}"
-
-        def hook(*_: Any, name: str = name) -> None:
-            calls[name] = calls.get(name, 0) + 1
-
-        hooks.append(module.register_forward_hook(hook))
-    try:
-        device = next(model.parameters()).device
-        ids = torch.tensor([[1, 5, 6, 7]], device=device)
-        with torch.no_grad():
-            model(input_ids=ids, attention_mask=torch.ones_like(ids))
-    finally:
-        for h in hooks:
-            h.remove()
-    total = sum(calls.values())
-    impl = getattr(model.config, "_attn_implementation", None)
-    ok = total == layers if layers else total > 0
-    return Confirmation(impl, calls, layers, ok, "" if ok else f"{total} attention calls for {layers} layers")

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The Unsloth lane: Unsloth 2026.10 in its own venv (.venv-unsloth) with its pins (transformers <= 5.17,
+# trl <= 1.15) and the CPU torch build. Here Unsloth runs its CPU mode. Runs the Unsloth tests and then the
+# whole suite again, so transformers 5.17 (no native EXAONE: attnpick's Llama mapping) is tested too.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv=.venv-unsloth
+stamp=$venv/.attnpick-setup
+want="$(cat ci/unsloth-constraints.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [ ! -x $venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "unsloth lane: setting up $venv" >&2
+  python3 -m venv $venv
+  $venv/bin/python -m pip install -q torch==2.13.0
+  $venv/bin/python -m pip install -q -c ci/unsloth-constraints.txt unsloth==2026.10.9
+  # pip picks a CUDA torchvision from this machine's disk, which breaks `import unsloth` on CPU torch.
+  $venv/bin/python -m pip uninstall -q -y torchvision
+  $venv/bin/python -m pip install -q -c ci/unsloth-constraints.txt -e ".[dev]"
+  echo "$want" > "$stamp"
+fi
+$venv/bin/python -c "import transformers, unsloth; print('unsloth lane:', unsloth.__version__, 'transformers', transformers.__version__)" 2>/dev/null
+$venv/bin/python -m pytest -q tests/unsloth "$@"
+$venv/bin/python -m pytest -q -m "not unsloth" "$@"
