@@ -45,10 +45,9 @@ def _run_transformers(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
     from transformers import LlamaForCausalLM
 
-    if spec["backend"] == "xformers":
-        from attnpick.backends.xformers import register_xformers
+    from attnpick.backends import ensure_registered
 
-        register_xformers()
+    ensure_registered(spec["backend"])
     device = torch.device(spec["device"])
     dtype = getattr(torch, spec["dtype"])
     torch.manual_seed(0)
@@ -60,8 +59,8 @@ def _run_transformers(spec: dict[str, Any]) -> dict[str, Any]:
 def _run_unsloth(spec: dict[str, Any]) -> dict[str, Any]:
     import tempfile
 
+    import unsloth  # noqa: F401 - before torch and transformers, as Unsloth asks
     import torch
-    import unsloth  # noqa: F401 - must come before transformers (Unsloth patches it)
     from transformers import LlamaForCausalLM
     from unsloth import FastLanguageModel
 

@@ -21,6 +21,10 @@ BackendName = Literal[
     "flex_attention",
     "sdpa",
     "eager",
+    "sdpa_fa",
+    "sdpa_efficient",
+    "sdpa_cudnn",
+    "sdpa_math",
 ]
 
 DTYPES: tuple[str, ...] = ("bfloat16", "float16", "float32")
@@ -52,6 +56,7 @@ class BackendSpec:
     in_auto: bool = True
     cpu_mode_forced_only: bool = False
     needs_kernels_check: bool = False
+    sdpa_kernel: str | None = None
 
 
 CATALOG: dict[str, BackendSpec] = {
@@ -131,6 +136,24 @@ CATALOG: dict[str, BackendSpec] = {
 
 # The guide's runtime order, on every OS; flex_attention is listed last and only ever chosen on request.
 ORDER: tuple[str, ...] = tuple(CATALOG)
+
+# PyTorch SDPA pinned to one kernel (attnpick/backends/sdpa_pinned.py): never in auto's order, used on
+# request or by `--policy measured` when a bench showed one is fastest.
+PINNED_SDPA: dict[str, BackendSpec] = {
+    spec.name: spec
+    for spec in (
+        BackendSpec(name="sdpa_fa", title="SDPA, flash kernel only", hf_name="sdpa_fa", in_auto=False,
+                    sdpa_kernel="flash"),
+        BackendSpec(name="sdpa_efficient", title="SDPA, memory-efficient kernel only", hf_name="sdpa_efficient",
+                    devices=frozenset({"cuda", "rocm"}), in_auto=False, sdpa_kernel="efficient"),
+        BackendSpec(name="sdpa_cudnn", title="SDPA, cuDNN kernel only", hf_name="sdpa_cudnn",
+                    devices=frozenset({"cuda"}), min_capability=(8, 0), dtypes=HALF, in_auto=False,
+                    sdpa_kernel="cudnn"),
+        BackendSpec(name="sdpa_math", title="SDPA, math kernel only", hf_name="sdpa_math", in_auto=False,
+                    sdpa_kernel="math"),
+    )
+}
+CATALOG.update(PINNED_SDPA)
 BACKEND_NAMES: tuple[str, ...] = tuple(CATALOG)
 
 # xformers wheels are built against one torch release each (xformers release notes); installing another

@@ -1,7 +1,7 @@
 """The `attnpick` command: parse, call, render, exit code. Nothing else lives here.
 
 Exit codes: 0 success; 2 bad input or usage (one line, no traceback); 3 the forced backend cannot run here
-or nothing is eligible (every reason is printed).
+or nothing is eligible (every reason is printed); 4 a backend failed parity (`verify`).
 """
 
 from __future__ import annotations
@@ -65,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--fresh", action="store_true", help="ignore cached import checks and smoke results")
     load.add_argument("--json", action="store_true", help="print the load report as JSON")
     load.set_defaults(func=cmd_load, inference=False)
+
+    verify = sub.add_parser("verify", help="compare every working backend with eager float32 on a padded batch")
+    verify.add_argument("model", nargs="?", default="tiny-exaone")
+    verify.add_argument("--backends", metavar="A,B", help="backends to check (default: every one that runs here)")
+    verify.add_argument("--dtype", metavar="DTYPE", help="dtype of the backends (the reference is float32)")
+    verify.add_argument("--lora", action="store_true", help="attach a LoRA and compare LoRA gradients")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(func=cmd_verify)
     return parser
 
 
@@ -142,9 +150,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-seq-length must be a positive number of tokens, got {args.max_seq_length}.")
     request = _request(args)
     facts = collect_facts(fresh=args.fresh)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
+    _quiet_transformers()
     try:
         _, _, report = load_model(
             args.model, max_seq_length=args.max_seq_length, dtype=request.dtype, load_in_4bit=args.load_in_4bit,
@@ -164,6 +170,46 @@ def cmd_load(args: argparse.Namespace) -> int:
 
         print_load_report(Console(), report)
     return 0
+
+
+def _backend_list(text: str | None) -> list[str] | None:
+    from attnpick.catalog import BACKEND_NAMES
+
+    if not text:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BACKEND_NAMES]
+    if unknown:
+        raise UsageError(f"Unknown backend {unknown[0]!r}. Choose from: {', '.join(BACKEND_NAMES)}.")
+    return names
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from attnpick.decision import Request
+    from attnpick.parity import verify
+
+    backends = _backend_list(args.backends)
+    dtype = Request.from_names(None, args.dtype).dtype
+    _quiet_transformers()
+    report = verify(args.model, backends=backends, dtype=dtype, lora=args.lora)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        from rich.console import Console
+
+        from attnpick.render import print_verify
+
+        print_verify(Console(), report)
+    if not report.results:
+        raise UsageError("No backend could be verified here; see 'attnpick doctor'.")
+    return 0 if report.ok else 4
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
 
 def _read_facts_doc(name: str) -> Any:

@@ -203,6 +203,11 @@ def check(spec: BackendSpec, facts: EnvFacts, request: Request, dtype: str,
         reasons.append(Reason("bf16_unsupported",
                               f"need compute capability >= {_cap(spec.bf16_min_capability)} for bfloat16, "
                               f"have {_cap(cap)}", "--dtype float16"))
+    if spec.sdpa_kernel and facts.sdpa_kernels:
+        have = set(facts.sdpa_kernels) | ({"flash"} if "flash_cpu" in facts.sdpa_kernels else set())
+        if spec.sdpa_kernel not in have:
+            reasons.append(Reason("sdpa_kernel_missing", f"need SDPA's {spec.sdpa_kernel} kernel, have "
+                                  f"{', '.join(facts.sdpa_kernels)} in this torch build"))
     if device.type == "cpu" and request.training and not spec.cpu_backward:
         reasons.append(Reason("no_cpu_backward",
                               f"need a backward pass for training, have {spec.title} on CPU, which has forward only"))

@@ -156,6 +156,30 @@ def architecture(config: dict[str, Any], trust_remote_code: bool, force_llama_ma
                      "Upgrade transformers (pip install -U transformers).")
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A model resolved to a folder, with the architecture path and attention facts decided."""
+
+    name: str
+    folder: Path
+    source: str
+    architecture: Architecture
+    info: ModelFacts
+
+    @property
+    def load_folder(self) -> Path:
+        """The folder transformers loads: the converted Llama copy for the EXAONE mapping."""
+        return exaone.converted_folder(self.folder) if self.architecture == "llama_mapping" else self.folder
+
+
+def prepare(model_name: str, trust_remote_code: bool = False, force_llama_mapping: bool = False) -> Prepared:
+    """Resolve a model name, read its config.json and decide how to build it; reads no weights, runs no code."""
+    folder, source = resolve_model(model_name, trust_remote_code)
+    config = read_config(folder)
+    arch = architecture(config, trust_remote_code, force_llama_mapping, where=model_name)
+    return Prepared(model_name, folder, source, arch, model_facts(config, source=str(folder)))
+
+
 def torch_dtype_name(dtype: Any) -> str | None:
     """Accept None, a torch.dtype or a name ("bf16", "bfloat16", "torch.float16")."""
     if dtype is None:
@@ -208,10 +232,8 @@ def load_model(
         'sdpa'
     """
     request = Request.from_names(backend, torch_dtype_name(dtype))
-    folder, source = resolve_model(model_name, trust_remote_code)
-    config = read_config(folder)
-    info = model_facts(config, source=str(folder))
-    arch = architecture(config, trust_remote_code, force_llama_mapping, where=model_name)
+    prepared = prepare(model_name, trust_remote_code, force_llama_mapping)
+    source, arch, info = prepared.source, prepared.architecture, prepared.info
     if facts is None:
         from attnpick.probe import collect_facts
 
@@ -222,7 +244,7 @@ def load_model(
         decision = choose(facts, request, info)
     if decision.source == "forced":
         decision.require()
-    load_folder = exaone.converted_folder(folder) if arch == "llama_mapping" else folder
+    load_folder = prepared.load_folder
 
     attempts: list[Attempt] = []
     patched: bool | None = None
@@ -296,10 +318,9 @@ def _load(backend: str, folder: Path, arch: Architecture, dtype: str, facts: Env
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if backend == "xformers":
-        from attnpick.backends.xformers import register_xformers
+    from attnpick.backends import ensure_registered
 
-        register_xformers()
+    ensure_registered(backend)
     torch_dtype = getattr(torch, dtype)
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "attn_implementation": CATALOG[backend].hf_name,
                               "trust_remote_code": trust_remote_code and arch == "remote_code"}

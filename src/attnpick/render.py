@@ -143,3 +143,25 @@ def print_load_report(console: Console, report: Any) -> None:
         console.print(f"[dim]{note}[/]")
     if report.transformers_patched:
         console.print("[yellow]Unsloth left transformers patched in this process.[/]")
+
+
+def _parity_cell(measures: dict[str, Any], key: str) -> str:
+    if key not in measures:
+        return "-"
+    x = measures[key]
+    mark = "" if x.ok else " [red]> tol[/]"
+    return f"{x.relative:.1e} / {x.tolerance:.0e}{mark}\n[dim]max {x.max_abs:.1e} mean {x.mean_abs:.1e}[/]"
+
+
+def print_verify(console: Console, report: Any) -> None:
+    table = Table(title=f"Parity of {report.model} in {report.dtype} against {report.reference}: error relative "
+                  "to the reference's scale / tolerance (padding positions excluded)", title_justify="left")
+    for col in ("backend", "result", "logits", "loss", "grads", "error"):
+        table.add_column(col, overflow="fold")
+    for r in report.results:
+        result = "[green]pass[/]" if r.ok else "[red]FAIL[/]"
+        cells = [_parity_cell(r.measures, k) for k in ("logits", "loss", "grads")]
+        table.add_row(r.backend, result, *cells, r.error or "")
+    console.print(table)
+    for name, why in report.skipped.items():
+        console.print(f"[dim]skipped {name}: {why}[/]")

@@ -50,11 +50,11 @@ def unsloth_kernel_in_process() -> str:
     return "sdpa"
 
 
-def load_unsloth(folder: Path, max_seq_length: int, dtype: str, load_in_4bit: bool, facts: Any) -> tuple[Any, Any, str]:
+def load_unsloth(folder: Path, max_seq_length: int, dtype: str, load_in_4bit: bool,
+                 facts: Any) -> tuple[Any, Any, str]:
     """`FastLanguageModel.from_pretrained` on a local folder (EXAONE arrives already mapped to Llama)."""
+    import unsloth  # noqa: F401 - before torch and transformers, as Unsloth asks
     import torch
-
-    import unsloth  # noqa: F401 - first, as Unsloth asks
     from unsloth import FastLanguageModel
 
     model, tokenizer = FastLanguageModel.from_pretrained(

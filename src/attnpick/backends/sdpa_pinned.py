@@ -1,0 +1,41 @@
+"""PyTorch SDPA pinned to one kernel, as attention implementations of their own.
+
+SDPA is several kernels (flash, memory-efficient, cuDNN, math) and picks one silently. Registering
+`sdpa_fa` (its FlashAttention kernel), `sdpa_efficient`, `sdpa_cudnn` and `sdpa_math` lets `attnpick bench`
+measure each as its own row, and lets a measured winner be loaded. Masks are SDPA's own (`sdpa_mask`).
+No name contains "flash": transformers takes any such name for a FlashAttention hub kernel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# attn_implementation name -> torch.nn.attention.SDPBackend member
+PINNED = {
+    "sdpa_fa": "FLASH_ATTENTION",
+    "sdpa_efficient": "EFFICIENT_ATTENTION",
+    "sdpa_cudnn": "CUDNN_ATTENTION",
+    "sdpa_math": "MATH",
+}
+
+
+def _pinned(member: str) -> Any:
+    def forward(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, **kwargs: Any) -> Any:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        with sdpa_kernel([getattr(SDPBackend, member)]):
+            return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+    forward.__qualname__ = f"sdpa_attention_forward[{member}]"
+    return forward
+
+
+def register_pinned_sdpa() -> None:
+    """Register every pinned SDPA kernel in AttentionInterface and AttentionMaskInterface."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    for name, member in PINNED.items():
+        AttentionInterface.register(name, _pinned(member))
+        AttentionMaskInterface.register(name, sdpa_mask)

@@ -1,0 +1,260 @@
+"""Parity: does a backend give the reference's numbers on the user's own model?
+
+The reference is eager attention in float32. Every backend runs the same fixed batch (one left-padded, one
+right-padded and one full row; GQA as the model has it) and is compared on logits at non-padding
+positions, the loss, and the gradients of every trainable parameter (LoRA parameters when a LoRA is
+attached). Padding positions are excluded: their values are undefined by contract (FlashAttention's
+unpadded kernels return zeros there, SDPA and eager return attention over the padding), and nothing
+downstream reads them because the loss masks them out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from dataclasses import dataclass, field
+from typing import Any
+
+from attnpick import cache
+from attnpick.facts import EnvFacts, ModelFacts
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Largest error allowed, relative to the reference's largest magnitude of that quantity."""
+
+    logits: float
+    loss: float
+    grads: float
+    why: str
+
+
+# Relative to max |reference|. float32: kernels differ only in summation order (~1e-7 per op); 1e-4 leaves
+# room for a few layers. float16 has a 10-bit mantissa (unit roundoff 4.9e-4) and bfloat16 a 7-bit one
+# (3.9e-3); the comparison is against float32, so the error includes casting the weights and activations
+# of every layer, and gradients accumulate it over the backward pass: hence the looser gradient bounds.
+TOLERANCES: dict[str, Tolerance] = {
+    "float32": Tolerance(logits=1e-4, loss=1e-5, grads=1e-3,
+                         why="same precision as the reference: only summation order differs"),
+    "float16": Tolerance(logits=2e-2, loss=1e-2, grads=5e-2,
+                         why="10-bit mantissa; weights and activations rounded in every layer"),
+    "bfloat16": Tolerance(logits=6e-2, loss=3e-2, grads=1.5e-1,
+                          why="7-bit mantissa; weights and activations rounded in every layer"),
+}
+
+TEXTS = (
+    "어텐션은 질의와 키의 내적으로 가중치를 만들고, 그 가중치로 값을 더합니다.",
+    "FlashAttention computes the same result faster.",
+    "서울은 대한민국의 수도입니다.",
+)
+
+
+@dataclass(frozen=True)
+class Measure:
+    max_abs: float
+    mean_abs: float
+    relative: float
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return self.relative <= self.tolerance
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"max_abs": self.max_abs, "mean_abs": self.mean_abs, "relative": self.relative,
+                "tolerance": self.tolerance, "ok": self.ok}
+
+
+@dataclass(frozen=True)
+class BackendParity:
+    backend: str
+    dtype: str
+    measures: dict[str, Measure] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(m.ok for m in self.measures.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backend": self.backend, "dtype": self.dtype, "ok": self.ok, "error": self.error,
+                "measures": {k: m.to_dict() for k, m in self.measures.items()}}
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    model: str
+    dtype: str
+    reference: str
+    lora: bool
+    results: tuple[BackendParity, ...]
+    skipped: dict[str, str]
+    facts: EnvFacts
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "dtype": self.dtype, "reference": self.reference, "lora": self.lora,
+                "ok": self.ok, "padding_positions": "excluded",
+                "tolerances": {k: vars(v) for k, v in TOLERANCES.items()},
+                "results": [r.to_dict() for r in self.results], "skipped": dict(self.skipped),
+                "facts": self.facts.to_dict()}
+
+
+def fixed_batch(tokenizer: Any, device: Any) -> dict[str, Any]:
+    """Row 0 left-padded, row 1 right-padded, row 2 full; labels are -100 at padding."""
+    import torch
+
+    rows = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in TEXTS]
+    width = max(len(r) for r in rows)
+    rows = [r[:width] for r in rows]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids = torch.full((3, width), pad, dtype=torch.long)
+    mask = torch.zeros((3, width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        n = len(row)
+        start = width - n if i == 0 else 0
+        if i == 2:
+            n, row = width, (row * (width // max(1, len(row)) + 1))[:width]
+        ids[i, start:start + n] = torch.tensor(row[:n])
+        mask[i, start:start + n] = 1
+    labels = ids.masked_fill(mask == 0, -100)
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
+
+
+def _run(folder: str, impl: str, dtype: str, device: Any, lora: bool) -> tuple[Any, Any, dict[str, Any]]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from attnpick.backends import ensure_registered
+
+    ensure_registered(impl)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation=impl, dtype=getattr(torch, dtype),
+                                                 trust_remote_code=False).to(device)
+    model.eval()  # no dropout; gradients still flow
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        torch.manual_seed(0)
+        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear",
+                                                 init_lora_weights="gaussian"))
+    batch = fixed_batch(tokenizer, device)
+    out = model(**batch, use_cache=False)
+    out.loss.backward()
+    keep = batch["attention_mask"].bool()
+    logits = out.logits.detach().float()[keep].cpu()
+    grads = {n: p.grad.detach().float().cpu() for n, p in model.named_parameters() if p.grad is not None}
+    loss = out.loss.detach().float().cpu()
+    del model, out
+    gc.collect()
+    return logits, loss, grads
+
+
+def _measure(got: Any, ref: Any, tolerance: float) -> Measure:
+    diff = (got - ref).abs()
+    scale = max(float(ref.abs().max()), 1e-12)
+    return Measure(float(diff.max()), float(diff.mean()), float(diff.max()) / scale, tolerance)
+
+
+def compare(backend: str, dtype: str, reference: tuple[Any, Any, dict[str, Any]],
+            got: tuple[Any, Any, dict[str, Any]]) -> BackendParity:
+    import torch
+
+    tol = TOLERANCES[dtype]
+    ref_logits, ref_loss, ref_grads = reference
+    logits, loss, grads = got
+    if set(grads) != set(ref_grads):
+        return BackendParity(backend, dtype, error="trainable parameters differ from the reference's")
+    flat_ref = torch.cat([ref_grads[n].flatten() for n in sorted(ref_grads)])
+    flat = torch.cat([grads[n].flatten() for n in sorted(grads)])
+    return BackendParity(backend, dtype, {
+        "logits": _measure(logits, ref_logits, tol.logits),
+        "loss": _measure(loss.reshape(1), ref_loss.reshape(1), tol.loss),
+        "grads": _measure(flat, flat_ref, tol.grads),
+    })
+
+
+def parity_key(facts: EnvFacts, backend: str, dtype: str, info: ModelFacts) -> dict[str, Any]:
+    return {"facts": facts.to_dict(), "backend": backend, "dtype": dtype,
+            "shape": [info.num_attention_heads, info.num_key_value_heads, info.head_dim]}
+
+
+def record(facts: EnvFacts, info: ModelFacts, result: BackendParity) -> None:
+    """Remember a parity verdict, so that the loader's auto choice can skip backends that failed it."""
+    key = parity_key(facts, result.backend, result.dtype, info)
+    path, _ = cache.cached("parity", key)
+    with contextlib.suppress(OSError):
+        cache.store(path, key, result.to_dict())
+
+
+def known_failure(facts: EnvFacts, backend: str, dtype: str, info: ModelFacts) -> dict[str, Any] | None:
+    """The cached failed parity result of `backend` on this machine, dtype and attention shape, if any."""
+    _, hit = cache.cached("parity", parity_key(facts, backend, dtype, info))
+    if isinstance(hit, dict) and not hit.get("ok", True):
+        return hit
+    return None
+
+
+def verify(model_name: str = "tiny-exaone", backends: list[str] | None = None, dtype: str | None = None,
+           lora: bool = False, facts: EnvFacts | None = None, smoke_timeout: float = 300.0) -> VerifyReport:
+    """Compare every backend that passes its smoke run with eager float32 on a fixed padded batch.
+
+    Args:
+        model_name: as for `load_model`.
+        backends: names to check; default: every backend the decision accepts here, pinned SDPA kernels too.
+        dtype: the dtype the backends run in (default: the device's best); the reference is always float32.
+        lora: attach the same LoRA (seeded) to every model and compare LoRA gradients only.
+
+    Returns:
+        A `VerifyReport`; `ok` is False when any backend failed parity.
+    """
+    import torch
+
+    from attnpick.catalog import CATALOG, ORDER, PINNED_SDPA
+    from attnpick.decision import Request, choose
+    from attnpick.loading import _torch_device, prepare
+    from attnpick.smoke import run_smoke, smoke_spec
+
+    if facts is None:
+        from attnpick.probe import collect_facts
+
+        facts = collect_facts()
+    prepared = prepare(model_name)
+    info = prepared.info
+    request = Request.from_names(None, dtype)
+    decision = choose(facts, request, info)
+    names = backends or [n for n in (*ORDER, *PINNED_SDPA) if n != "unsloth"]
+    skipped: dict[str, str] = {}
+    to_check: list[str] = []
+    for name in names:
+        if name == "unsloth":
+            skipped[name] = "Unsloth patches the model classes; its parity is checked through its own loader"
+            continue
+        if name in CATALOG:
+            forced = choose(facts, Request(name, decision.dtype, source="verify"), info).candidate(name)
+            if forced.reasons:
+                if backends:
+                    skipped[name] = "; ".join(r.message for r in forced.reasons)
+                continue
+            smoke = run_smoke(smoke_spec(name, facts, info, decision.dtype), facts, timeout_s=smoke_timeout)
+            if not smoke.ok:
+                skipped[name] = smoke.reason.message if smoke.reason else "smoke run failed"
+                continue
+        to_check.append(name)
+
+    device = torch.device(_torch_device(facts))
+    folder = str(prepared.load_folder)
+    reference = _run(folder, "eager", "float32", device, lora)
+    results = []
+    for name in to_check:
+        try:
+            result = compare(name, decision.dtype, reference, _run(folder, name, decision.dtype, device, lora))
+        except Exception as exc:  # noqa: BLE001 - a backend that cannot run the batch fails parity
+            result = BackendParity(name, decision.dtype, error=f"{type(exc).__name__}: {exc}"[:400])
+        if name in CATALOG:
+            record(facts, info, result)
+        results.append(result)
+    return VerifyReport(model_name, decision.dtype, "eager float32", lora, tuple(results), skipped, facts)
