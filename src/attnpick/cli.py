@@ -73,6 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--lora", action="store_true", help="attach a LoRA and compare LoRA gradients")
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(func=cmd_verify)
+
+    bench = sub.add_parser("bench", help="measure speed and memory of every backend that passed parity")
+    bench.add_argument("model", nargs="?", default="tiny-exaone")
+    bench.add_argument("--seq-lens", default="256,1024,4096", metavar="A,B,C")
+    bench.add_argument("--batch", type=int, default=1, metavar="N")
+    bench.add_argument("--mode", default="kernel", metavar="kernel|train|infer")
+    bench.add_argument("--backends", metavar="A,B", help="backends to measure (default: every one that runs here)")
+    bench.add_argument("--dtype", metavar="DTYPE")
+    bench.add_argument("--lora", action="store_true", help="train mode: train a LoRA only")
+    bench.add_argument("--repeats", type=int, metavar="N")
+    bench.add_argument("--no-verify", action="store_true", help="skip the parity check before timing")
+    bench.add_argument("--plot", metavar="FILE.png")
+    bench.add_argument("--json", action="store_true")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 
@@ -203,6 +217,40 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not report.results:
         raise UsageError("No backend could be verified here; see 'attnpick doctor'.")
     return 0 if report.ok else 4
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from attnpick.bench import MODES, bench, plot
+    from attnpick.decision import Request
+
+    if args.mode not in MODES:
+        raise UsageError(f"Unknown --mode {args.mode!r}. Choose one of: {', '.join(MODES)}.")
+    try:
+        seq_lens = tuple(int(x) for x in args.seq_lens.split(",") if x.strip())
+    except ValueError:
+        raise UsageError(f"--seq-lens must be comma-separated token counts, got {args.seq_lens!r}.") from None
+    if not seq_lens or min(seq_lens) < 1 or args.batch < 1 or (args.repeats is not None and args.repeats < 1):
+        raise UsageError("--seq-lens, --batch and --repeats must be positive numbers.")
+    if args.plot and not args.plot.lower().endswith(".png"):
+        raise UsageError(f"--plot writes a PNG; give a file name ending in .png, got {args.plot!r}.")
+    backends = _backend_list(args.backends)
+    dtype = Request.from_names(None, args.dtype).dtype
+    _quiet_transformers()
+    report = bench(args.model, seq_lens=seq_lens, batch=args.batch, mode=args.mode, backends=backends,
+                   dtype=dtype, lora=args.lora, repeats=args.repeats, verify_first=not args.no_verify)
+    if args.plot:
+        plot(report, args.plot)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        from rich.console import Console
+
+        from attnpick.render import print_bench
+
+        print_bench(Console(), report)
+        if args.plot:
+            print(f"plot: {args.plot}")
+    return 0
 
 
 def _quiet_transformers() -> None:

@@ -8,11 +8,6 @@ versions, backend, shapes and dtype; timeouts are not cached.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +16,7 @@ from attnpick import cache
 from attnpick._smoke_child import MARKER
 from attnpick.decision import Reason
 from attnpick.facts import EnvFacts, ModelFacts
+from attnpick.subproc import run_child
 
 CHILD_MODULE = "attnpick._smoke_child"
 DEFAULT_TIMEOUT_S = 300.0
@@ -79,44 +75,18 @@ def run_smoke(spec: dict[str, Any], facts: EnvFacts, timeout_s: float = DEFAULT_
 
 def _child(spec: dict[str, Any], timeout_s: float) -> tuple[SmokeResult, bool]:
     backend = spec["backend"]
-    env = dict(os.environ, PYTHONWARNINGS="ignore", TOKENIZERS_PARALLELISM="false")
-    proc = subprocess.Popen([sys.executable, "-m", CHILD_MODULE, json.dumps(spec)], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        proc.communicate()
+    child = run_child(CHILD_MODULE, spec, MARKER, timeout_s)
+    if child.timed_out:
         reason = Reason("smoke_timeout", f"need the smoke run to finish within {timeout_s:.0f}s, have a hang "
                         f"({backend} on {spec['device']}, {spec['dtype']})")
         return SmokeResult(backend, False, timeout_s, reason=reason), True
-    for line in out.splitlines():
-        if line.startswith(MARKER):
-            record = json.loads(line[len(MARKER):])
-            if record["ok"]:
-                return SmokeResult(backend, True, record.get("seconds", 0.0)), False
-            reason = Reason("smoke_failed", f"need a working forward+backward on {spec['device']} "
-                            f"({spec['dtype']}), have: {record['error']}")
-            return SmokeResult(backend, False, 0.0, reason=reason), False
-    how = _describe_exit(proc.returncode)
-    tail = err.strip().splitlines()[-1][:300] if err.strip() else ""
-    reason = Reason("smoke_crashed", f"need the smoke run to survive, have a child that {how}"
-                    + (f": {tail}" if tail else ""))
+    record = child.record
+    if record is not None and record["ok"]:
+        return SmokeResult(backend, True, record.get("seconds", 0.0)), False
+    if record is not None:
+        reason = Reason("smoke_failed", f"need a working forward+backward on {spec['device']} "
+                        f"({spec['dtype']}), have: {record['error']}")
+        return SmokeResult(backend, False, 0.0, reason=reason), False
+    tail = f": {child.stderr_tail}" if child.stderr_tail else ""
+    reason = Reason("smoke_crashed", f"need the smoke run to survive, have a child that {child.describe_exit()}{tail}")
     return SmokeResult(backend, False, 0.0, reason=reason), False
-
-
-def _kill_group(proc: subprocess.Popen[str]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError, AttributeError):
-        proc.kill()
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is not None and code < 0:
-        try:
-            return f"died of {signal.Signals(-code).name}"
-        except ValueError:
-            return f"died of signal {-code}"
-    return f"exited with code {code} without a result"

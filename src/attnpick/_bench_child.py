@@ -1,0 +1,239 @@
+"""Child process: time one measurement and report its peak memory.
+
+Run as `python -m attnpick._bench_child '<json job>'`. One job per process, so that peak memory is this
+job's alone (CUDA: `max_memory_allocated`; CPU: the growth of the process's peak RSS over the baseline taken
+after the inputs exist) and a crash cannot take the caller down.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import sys
+import time
+from types import SimpleNamespace
+from typing import Any
+
+MARKER = "ATTNPICK-BENCH "
+
+
+def _status_mb(field: str) -> float | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Linux: writing 5 to clear_refs resets the peak RSS (VmHWM) to the current RSS."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _rss_peak_mb() -> float:
+    hwm = _status_mb("VmHWM")
+    if hwm is not None:
+        return hwm
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 1024 if sys.platform != "darwin" else rss / 2**20
+
+
+class _Memory:
+    def __init__(self, device: Any) -> None:
+        import torch
+
+        self.device = device
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            # CPU: the growth of the process's peak RSS over its RSS once the inputs exist
+            self.base = (_status_mb("VmRSS") if _reset_peak_rss() else None) or _rss_peak_mb()
+
+    def peak_mb(self) -> float:
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            return (torch.cuda.max_memory_allocated() - self.base) / 2**20
+        return max(0.0, _rss_peak_mb() - self.base)
+
+
+def _timed(fn: Any, device: Any, warmup: int, repeats: int) -> list[float]:
+    import torch
+
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end) / 1000)
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def _stats(times: list[float]) -> dict[str, float]:
+    q = statistics.quantiles(times, n=4) if len(times) >= 4 else [min(times), 0, max(times)]
+    return {"median_s": statistics.median(times), "q1_s": q[0], "q3_s": q[-1], "min_s": min(times),
+            "repeats": len(times)}
+
+
+def kernel(job: dict[str, Any]) -> dict[str, Any]:
+    """The attention function alone, as transformers calls it, at the model's shapes; causal, no padding."""
+    import torch
+    from transformers import AttentionInterface
+    from transformers.models.llama.modeling_llama import eager_attention_forward
+
+    from attnpick.backends import ensure_registered
+
+    impl = job["backend"]
+    ensure_registered(impl)
+    device, dtype = torch.device(job["device"]), getattr(torch, job["dtype"])
+    b, hq, hkv, d, s = job["batch"], job["heads"], job["kv_heads"], job["head_dim"], job["seq"]
+    gen = torch.Generator(device=device).manual_seed(0)
+    q = torch.randn(b, hq, s, d, device=device, dtype=dtype, generator=gen, requires_grad=True)
+    k = torch.randn(b, hkv, s, d, device=device, dtype=dtype, generator=gen, requires_grad=True)
+    v = torch.randn(b, hkv, s, d, device=device, dtype=dtype, generator=gen, requires_grad=True)
+    module = torch.nn.Module()
+    module.is_causal, module.layer_idx, module.num_key_value_groups = True, 0, hq // hkv
+    module.config = SimpleNamespace(_attn_implementation=impl)
+    module.eval()
+    if impl == "eager":
+        # what transformers hands eager for an unpadded causal batch: an additive mask
+        mask = torch.full((s, s), torch.finfo(dtype).min, device=device, dtype=dtype).triu(1)[None, None]
+        fn = eager_attention_forward
+    else:
+        mask, fn = None, AttentionInterface._global_mapping[impl]
+    scale = d**-0.5
+    grad = torch.randn(b, s, hq, d, device=device, dtype=dtype, generator=gen)
+    memory = _Memory(device)
+
+    def forward() -> Any:
+        with torch.no_grad():
+            return fn(module, q, k, v, mask, dropout=0.0, scaling=scale)[0]
+
+    def forward_backward() -> None:
+        out = fn(module, q, k, v, mask, dropout=0.0, scaling=scale)[0]
+        out.backward(grad)
+        q.grad = k.grad = v.grad = None
+
+    fwd = _timed(forward, device, job["warmup"], job["repeats"])
+    fwd_bwd = _timed(forward_backward, device, job["warmup"], job["repeats"])
+    return {"forward": _stats(fwd), "forward_backward": _stats(fwd_bwd), "peak_mb": memory.peak_mb()}
+
+
+def matmul_peak(job: dict[str, Any]) -> dict[str, Any]:
+    """The device's measured matmul throughput in this dtype: the ceiling no attention figure may pass."""
+    import torch
+
+    device, dtype = torch.device(job["device"]), getattr(torch, job["dtype"])
+    n = job.get("n", 4096 if device.type == "cuda" else 1024)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    bm = torch.randn(n, n, device=device, dtype=dtype)
+    times = _timed(lambda: a @ bm, device, job["warmup"], job["repeats"])
+    return {"tflops": 2 * n**3 / statistics.median(times) / 1e12, "n": n}
+
+
+def train(job: dict[str, Any]) -> dict[str, Any]:
+    """One training step of the real model (LoRA when asked): tokens/s and peak memory."""
+    import torch
+
+    from attnpick.loading import load_model
+    from attnpick.probe import collect_facts
+
+    model, _, report = load_model(job["model"], max_seq_length=job["seq"], dtype=job["dtype"],
+                                  backend=job["backend"], facts=collect_facts())
+    device = next(model.parameters()).device
+    if job.get("lora"):
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear"))
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-5)
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, model.config.vocab_size, (job["batch"], job["seq"]), generator=gen).to(device)
+    memory = _Memory(device)
+
+    def step() -> None:
+        loss = model(input_ids=ids, labels=ids, use_cache=False).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    times = _timed(step, device, job["warmup"], job["repeats"])
+    stats = _stats(times)
+    return {"step": stats, "tokens_per_s": job["batch"] * job["seq"] / stats["median_s"],
+            "peak_mb": memory.peak_mb(), "confirmed": bool(report.confirmation and report.confirmation.ok)}
+
+
+def infer(job: dict[str, Any]) -> dict[str, Any]:
+    """Prefill of `seq` tokens, then per-token decode with the KV cache."""
+    import torch
+
+    from attnpick.loading import load_model
+    from attnpick.probe import collect_facts
+
+    model, _, _ = load_model(job["model"], max_seq_length=job["seq"] + 64, dtype=job["dtype"],
+                             backend=job["backend"], facts=collect_facts())
+    model.eval()
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, model.config.vocab_size, (job["batch"], job["seq"]), generator=gen).to(device)
+    new_tokens = job.get("new_tokens", 16)
+    memory = _Memory(device)
+
+    def prefill() -> Any:
+        with torch.no_grad():
+            return model(input_ids=ids, use_cache=True)
+
+    def decode() -> None:
+        with torch.no_grad():
+            out = model(input_ids=ids, use_cache=True)
+            cache, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
+            for _ in range(new_tokens):
+                out = model(input_ids=nxt, past_key_values=cache, use_cache=True)
+                cache, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
+
+    pre = _stats(_timed(prefill, device, job["warmup"], job["repeats"]))
+    total = _stats(_timed(decode, device, max(1, job["warmup"] // 2), max(3, job["repeats"] // 2)))
+    per_token = max(0.0, total["median_s"] - pre["median_s"]) / new_tokens
+    return {"prefill": pre, "decode_per_token_s": per_token, "peak_mb": memory.peak_mb()}
+
+
+JOBS = {"kernel": kernel, "matmul_peak": matmul_peak, "train": train, "infer": infer}
+
+
+def main(argv: list[str]) -> int:
+    job = json.loads(argv[0])
+    try:
+        record = {"ok": True, **JOBS[job["job"]](job)}
+    except BaseException as exc:  # noqa: BLE001 - a failing measurement is reported, not raised
+        import traceback
+
+        record = {"ok": False, "error": traceback.format_exception_only(type(exc), exc)[-1].strip()[:1000]}
+    sys.stdout.write(MARKER + json.dumps(record) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,250 @@
+"""Benchmarks: how fast is each backend that passed parity, and how much memory does it take?
+
+Modes: `kernel` (the attention function alone at the model's shapes, forward and forward+backward),
+`train` (one training step of the model) and `infer` (prefill and per-token decode). Every measurement runs
+in its own child process (peak memory is then that measurement's alone), after warm-up, synchronized (CUDA
+events on GPU), repeated; the median and the quartiles are reported. Results carry the facts snapshot and
+versioned backend names. Kernel TFLOP/s use FlashAttention's counting (forward 4*B*S^2*H*D, halved when
+causal; backward 2.5x forward); a figure above the device's measured matmul peak is a timing bug and is
+reported as such, never as a result.
+
+At 256 tokens attention is a small share of a 2-3B model's training step (about 1-3% of its FLOPs): the
+kernel rows show where a backend wins; the train rows show what that is worth in a step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from attnpick._bench_child import MARKER
+from attnpick.facts import EnvFacts
+from attnpick.subproc import run_child
+
+CHILD_MODULE = "attnpick._bench_child"
+MODES = ("kernel", "train", "infer")
+PEAK_MARGIN = 1.05  # allowance for the matmul peak's own measurement noise
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    backend: str
+    version: str
+    seq: int
+    ok: bool
+    metrics: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backend": self.backend, "version": self.version, "seq": self.seq, "ok": self.ok,
+                "error": self.error, **self.metrics}
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    model: str
+    mode: str
+    dtype: str
+    batch: int
+    shape: dict[str, int]
+    device: str
+    rows: tuple[BenchRow, ...]
+    matmul_peak_tflops: float | None
+    excluded: dict[str, str]
+    facts: EnvFacts
+
+    def row(self, backend: str, seq: int) -> BenchRow | None:
+        return next((r for r in self.rows if r.backend == backend and r.seq == seq), None)
+
+    def fastest(self, seq: int) -> str | None:
+        """The backend with the lowest main time at `seq`, among rows that measured fine."""
+        key = {"kernel": "forward_backward", "train": "step", "infer": "prefill"}[self.mode]
+        rows = [r for r in self.rows if r.ok and r.seq == seq]
+        return min(rows, key=lambda r: r.metrics[key]["median_s"]).backend if rows else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "mode": self.mode, "dtype": self.dtype, "batch": self.batch, "shape": self.shape,
+            "device": self.device, "matmul_peak_tflops": self.matmul_peak_tflops,
+            "rows": [r.to_dict() for r in self.rows], "excluded": dict(self.excluded),
+            "note": "At 256 tokens attention is ~1-3% of a 2-3B model's training FLOPs; padding waste and the "
+                    "rest of the step matter more than the kernel there.",
+            "facts": self.facts.to_dict(),
+        }
+
+
+def attention_flops(batch: int, heads: int, seq: int, head_dim: int, causal: bool = True) -> tuple[float, float]:
+    """(forward, forward+backward) FLOPs, FlashAttention's counting."""
+    forward = 4 * batch * seq * seq * heads * head_dim / (2 if causal else 1)
+    return forward, forward * 3.5
+
+
+def backend_version(facts: EnvFacts, backend: str) -> str:
+    from attnpick.catalog import CATALOG
+
+    dist = CATALOG[backend].distribution if backend in CATALOG else None
+    if dist:
+        return f"{backend} ({dist} {facts.package(dist).version})"
+    return f"{backend} (torch {facts.torch})"
+
+
+def bench(model_name: str = "tiny-exaone", seq_lens: tuple[int, ...] = (256, 1024, 4096), batch: int = 1,
+          mode: str = "kernel", backends: list[str] | None = None, dtype: str | None = None, lora: bool = False,
+          facts: EnvFacts | None = None, repeats: int | None = None, warmup: int | None = None,
+          verify_first: bool = True, timeout_s: float = 600.0) -> BenchReport:
+    """Measure every backend that runs here and passed parity, at each sequence length.
+
+    Args:
+        model_name: as for `load_model`; kernel mode uses only its attention shapes.
+        seq_lens: sequence lengths to measure.
+        batch: batch size.
+        mode: "kernel", "train" or "infer".
+        backends: names to measure (default: every eligible one, pinned SDPA kernels too, and eager).
+        dtype: default: the device's best.
+        lora: train mode: attach a LoRA (r=16, all linear layers) and train it only.
+        verify_first: run `attnpick verify` and drop backends that fail parity.
+
+    Returns:
+        A `BenchReport`.
+    """
+    from attnpick.catalog import ORDER, PINNED_SDPA
+    from attnpick.decision import Request, choose
+    from attnpick.loading import _torch_device, prepare
+    from attnpick.parity import verify
+    from attnpick.smoke import run_smoke, smoke_spec
+
+    if facts is None:
+        from attnpick.probe import collect_facts
+
+        facts = collect_facts()
+    prepared = prepare(model_name)
+    info = prepared.info
+    decision = choose(facts, Request.from_names(None, dtype), info)
+    dtype = decision.dtype
+    on_gpu = facts.device.type in ("cuda", "rocm")
+    repeats = repeats or (20 if on_gpu else 5)
+    warmup = warmup or (5 if on_gpu else 1)
+
+    excluded: dict[str, str] = {}
+    if backends is None:
+        backends = []
+        for name in (*ORDER, *PINNED_SDPA):
+            if name == "unsloth" and mode == "kernel":
+                continue  # Unsloth is a model loader, not an attention function
+            cand = choose(facts, Request(name, dtype, source="bench"), info).candidate(name)
+            if cand.reasons:
+                continue
+            smoke = run_smoke(smoke_spec(name, facts, info, dtype), facts)
+            if smoke.ok:
+                backends.append(name)
+            else:
+                excluded[name] = smoke.reason.message if smoke.reason else "smoke run failed"
+    if "eager" not in backends:
+        backends.append("eager")  # the baseline of every speedup
+    if verify_first:
+        checkable = [b for b in backends if b != "unsloth"]
+        report = verify(model_name, backends=checkable, dtype=dtype, facts=facts)
+        for result in report.results:
+            if not result.ok:
+                excluded[result.backend] = "failed parity with eager float32 (attnpick verify)"
+        excluded.update({k: v for k, v in report.skipped.items() if k in backends})
+        backends = [b for b in backends if b not in excluded]
+
+    device = _torch_device(facts).split(":")[0]
+    peak = None
+    if mode == "kernel":
+        child = run_child(CHILD_MODULE, {"job": "matmul_peak", "device": device, "dtype": dtype,
+                                         "warmup": warmup, "repeats": repeats}, MARKER, timeout_s)
+        if child.record and child.record.get("ok"):
+            peak = child.record["tflops"]
+
+    rows: list[BenchRow] = []
+    for seq in seq_lens:
+        for backend in backends:
+            job = {"job": mode, "backend": backend, "device": device, "dtype": dtype, "batch": batch, "seq": seq,
+                   "heads": info.num_attention_heads or 8, "kv_heads": info.num_key_value_heads or 8,
+                   "head_dim": info.head_dim or 64, "model": model_name, "lora": lora,
+                   "warmup": warmup, "repeats": repeats}
+            rows.append(_row(job, facts, peak, timeout_s))
+    shape = {"heads": info.num_attention_heads or 0, "kv_heads": info.num_key_value_heads or 0,
+             "head_dim": info.head_dim or 0}
+    return BenchReport(model_name, mode, dtype, batch, shape, facts.device.name or facts.device.type, tuple(rows),
+                       peak, excluded, facts)
+
+
+def _row(job: dict[str, Any], facts: EnvFacts, peak: float | None, timeout_s: float) -> BenchRow:
+    backend, seq = job["backend"], job["seq"]
+    version = backend_version(facts, backend)
+    child = run_child(CHILD_MODULE, job, MARKER, timeout_s)
+    if child.timed_out:
+        return BenchRow(backend, version, seq, False, error=f"did not finish within {timeout_s:.0f}s")
+    record = child.record
+    if record is None:
+        return BenchRow(backend, version, seq, False, error=f"child {child.describe_exit()}: {child.stderr_tail}")
+    if not record.pop("ok"):
+        return BenchRow(backend, version, seq, False, error=record.get("error"))
+    if job["job"] == "kernel":
+        fwd, fwd_bwd = attention_flops(job["batch"], job["heads"], seq, job["head_dim"])
+        record["forward"]["tflops"] = fwd / record["forward"]["median_s"] / 1e12
+        record["forward_backward"]["tflops"] = fwd_bwd / record["forward_backward"]["median_s"] / 1e12
+        best = max(record["forward"]["tflops"], record["forward_backward"]["tflops"])
+        if peak is not None and best > peak * PEAK_MARGIN:
+            return BenchRow(backend, version, seq, False, record,
+                            error=f"timing bug: {best:.1f} TFLOP/s is above the measured matmul peak {peak:.1f}")
+    return BenchRow(backend, version, seq, True, record)
+
+
+def speedups(report: BenchReport) -> dict[str, dict[int, float]]:
+    """Per backend and sequence length: eager's time / the backend's time (the mode's main measurement)."""
+    key = {"kernel": "forward_backward", "train": "step", "infer": "prefill"}[report.mode]
+    out: dict[str, dict[int, float]] = {}
+    for row in report.rows:
+        base = report.row("eager", row.seq)
+        if row.ok and base is not None and base.ok:
+            out.setdefault(row.backend, {})[row.seq] = base.metrics[key]["median_s"] / row.metrics[key]["median_s"]
+    return out
+
+
+def plot(report: BenchReport, path: str) -> None:
+    """A PNG: speedup over eager and peak memory per sequence length."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for backend, by_seq in sorted(speedups(report).items()):
+        seqs = sorted(by_seq)
+        left.plot(seqs, [by_seq[s] for s in seqs], marker="o", label=backend)
+    for backend in sorted({r.backend for r in report.rows}):
+        rows = sorted((r for r in report.rows if r.backend == backend and r.ok), key=lambda r: r.seq)
+        right.plot([r.seq for r in rows], [max(r.metrics["peak_mb"], 1e-3) for r in rows], marker="o", label=backend)
+    what = {"kernel": "attention forward+backward", "train": "training step", "infer": "prefill"}[report.mode]
+    left.set(xscale="log", xlabel="sequence length", ylabel=f"speedup over eager ({what})",
+             title=f"{report.model}, {report.dtype}, batch {report.batch}")
+    left.axhline(1.0, color="grey", lw=0.8, ls="--")
+    right.set(xscale="log", yscale="log", xlabel="sequence length", ylabel="peak memory (MiB)",
+              title=f"{report.device}")
+    for axis in (left, right):
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=8)
+        ticks = sorted({r.seq for r in report.rows})
+        axis.set_xticks(ticks, [str(t) for t in ticks])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def fmt_seconds(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.0f} us"
+
+
+def spread(stats: dict[str, float]) -> str:
+    """Interquartile range as a percentage of the median."""
+    if not stats.get("median_s"):
+        return "-"
+    return f"±{50 * (stats['q3_s'] - stats['q1_s']) / stats['median_s']:.0f}%"
