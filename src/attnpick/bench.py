@@ -14,6 +14,7 @@ kernel rows show where a backend wins; the train rows show what that is worth in
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -211,6 +212,7 @@ def plot(report: BenchReport, path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for backend, by_seq in sorted(speedups(report).items()):
@@ -229,6 +231,7 @@ def plot(report: BenchReport, path: str) -> None:
         axis.grid(True, which="both", alpha=0.3)
         axis.legend(fontsize=8)
         ticks = sorted({r.seq for r in report.rows})
+        axis.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         axis.set_xticks(ticks, [str(t) for t in ticks])
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -248,3 +251,47 @@ def spread(stats: dict[str, float]) -> str:
     if not stats.get("median_s"):
         return "-"
     return f"±{50 * (stats['q3_s'] - stats['q1_s']) / stats['median_s']:.0f}%"
+
+
+def measured_decision(facts: EnvFacts, decision: Any, model_name: str, seq: int, batch: int = 1,
+                      use_cache: bool = True) -> Any:
+    """`--policy measured`: the decision's eligible candidates (and pinned SDPA kernels) reordered by measured
+    attention forward+backward time at this shape, fastest first; those failing parity become rejected.
+    Unsloth, a whole-model loader rather than a kernel, keeps its place at the front when eligible. Cached
+    by machine fingerprint, shape, dtype, sequence length and batch."""
+    from dataclasses import replace
+
+    from attnpick import cache
+    from attnpick.catalog import PINNED_SDPA
+    from attnpick.decision import Candidate, Reason, Request, choose
+    from attnpick.loading import prepare
+
+    info = prepare(model_name).info
+    key = {"facts": facts.to_dict(), "model": [info.num_attention_heads, info.num_key_value_heads, info.head_dim],
+           "dtype": decision.dtype, "seq": seq, "batch": batch}
+    path, hit = cache.cached("measured", key)
+    if not (use_cache and isinstance(hit, dict)):
+        eligible = [c.backend for c in decision.candidates if c.verdict != "rejected" and c.backend != "unsloth"]
+        for name in PINNED_SDPA:
+            if not choose(facts, Request(name, decision.dtype, source="measured"), info).candidate(name).reasons:
+                eligible.append(name)
+        report = bench(model_name, seq_lens=(seq,), batch=batch, mode="kernel", backends=eligible,
+                       dtype=decision.dtype, facts=facts)
+        times = {r.backend: r.metrics["forward_backward"]["median_s"] for r in report.rows if r.ok}
+        hit = {"times": times, "excluded": report.excluded}
+        with contextlib.suppress(OSError):
+            cache.store(path, key, hit)
+    times, excluded = hit["times"], hit["excluded"]
+    keep = [c for c in decision.candidates if c.backend == "unsloth" and c.verdict != "rejected"]
+    ranked = sorted(times, key=times.get)
+    rest = [Candidate(name, "not_tried", note=f"attention fwd+bwd {fmt_seconds(times[name])} at {seq} tokens")
+            for name in ranked]
+    rejected = [c for c in decision.candidates if c.verdict == "rejected"]
+    rejected += [Candidate(name, "rejected", (Reason("parity_failed" if "parity" in why else "not_measured",
+                                                     f"need a measured, verified run, have: {why}"),))
+                 for name, why in excluded.items()]
+    ordered = keep + rest
+    if ordered:
+        ordered[0] = replace(ordered[0], verdict="accepted")
+    return replace(decision, chosen=ordered[0].backend if ordered else None,
+                   candidates=tuple(rejected + ordered), source_detail="measured")

@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="probe this machine and explain the choice of backend")
     _decision_options(doctor)
     doctor.add_argument("--fresh", action="store_true", help="ignore cached import checks")
+    doctor.add_argument("--policy", default="auto", choices=("auto", "measured"),
+                        help="measured: rank eligible backends by measured speed (shapes of --model, default "
+                             "tiny-exaone, at --seq-len) among those that pass parity")
+    doctor.add_argument("--seq-len", type=int, default=256, metavar="N", help="sequence length for --policy measured")
     doctor.set_defaults(func=cmd_doctor)
 
     plan = sub.add_parser("plan", help="what attnpick would pick on the machine described by a facts file")
@@ -63,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="load EXAONE through attnpick's Llama mapping even where transformers has it natively")
     load.add_argument("--smoke-timeout", type=float, default=300.0, metavar="S")
     load.add_argument("--fresh", action="store_true", help="ignore cached import checks and smoke results")
+    load.add_argument("--policy", default="auto", choices=("auto", "measured"),
+                      help="auto: the guide's order; measured: the fastest backend that passed parity here")
     load.add_argument("--json", action="store_true", help="print the load report as JSON")
     load.set_defaults(func=cmd_load, inference=False)
 
@@ -124,6 +130,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     request, model = _request(args), _model(args)
     facts = collect_facts(fresh=args.fresh)
     decision = choose(facts, request, model)
+    if args.policy == "measured" and not request.forced:
+        from attnpick.bench import measured_decision
+
+        _quiet_transformers()
+        decision = measured_decision(facts, decision, args.model or "tiny-exaone", args.seq_len,
+                                     use_cache=not args.fresh)
 
     def show() -> None:
         from rich.console import Console
@@ -170,6 +182,7 @@ def cmd_load(args: argparse.Namespace) -> int:
             args.model, max_seq_length=args.max_seq_length, dtype=request.dtype, load_in_4bit=args.load_in_4bit,
             trust_remote_code=args.trust_remote_code, backend=request.backend, facts=facts,
             smoke_timeout=args.smoke_timeout, use_cache=not args.fresh, force_llama_mapping=args.exaone_as_llama,
+            policy=args.policy,
         )
     except NoBackendError as exc:
         if args.json and exc.decision is not None:
@@ -192,10 +205,16 @@ def _backend_list(text: str | None) -> list[str] | None:
     if not text:
         return None
     names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in BACKEND_NAMES]
+    unknown = [n for n in names if n not in BACKEND_NAMES and not _registered_in_transformers(n)]
     if unknown:
         raise UsageError(f"Unknown backend {unknown[0]!r}. Choose from: {', '.join(BACKEND_NAMES)}.")
     return names
+
+
+def _registered_in_transformers(name: str) -> bool:
+    """A name some code in this process registered in transformers' AttentionInterface (a plugin)."""
+    module = sys.modules.get("transformers.modeling_utils")
+    return module is not None and name in module.AttentionInterface._global_mapping
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

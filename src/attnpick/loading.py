@@ -20,6 +20,7 @@ from attnpick.decision import Decision, Reason, Request, choose
 from attnpick.errors import NoBackendError, UsageError
 from attnpick.facts import EnvFacts, ModelFacts
 from attnpick.model_info import model_facts, read_config
+from attnpick.parity import known_failure
 from attnpick.smoke import DEFAULT_TIMEOUT_S, SmokeResult, run_smoke, smoke_spec
 
 logger = logging.getLogger(__name__)
@@ -202,6 +203,7 @@ def load_model(
     use_cache: bool = True,
     force_llama_mapping: bool = False,
     decision: Decision | None = None,
+    policy: str = "auto",
 ) -> tuple[Any, Any, LoadReport]:
     """Load a causal LM with the fastest attention backend that is proven to work here.
 
@@ -221,6 +223,8 @@ def load_model(
             native class.
         decision: a decision made beforehand (e.g. agreed by every rank of a distributed job); its
             accepted and eligible candidates are tried in order.
+        policy: "auto" (the guide's order) or "measured" (the fastest backend that passed parity at
+            `max_seq_length`, measured here once and cached).
 
     Returns:
         (model, tokenizer, LoadReport)
@@ -240,8 +244,14 @@ def load_model(
         facts = collect_facts()
     if load_in_4bit:
         _require_bitsandbytes(facts)
+    if policy not in ("auto", "measured"):
+        raise UsageError(f"Unknown policy {policy!r}. Choose auto or measured.")
     if decision is None:
         decision = choose(facts, request, info)
+        if policy == "measured" and not request.forced:
+            from attnpick.bench import measured_decision
+
+            decision = measured_decision(facts, decision, model_name, max_seq_length)
     if decision.source == "forced":
         decision.require()
     load_folder = prepared.load_folder
@@ -251,6 +261,14 @@ def load_model(
     for cand in decision.candidates:
         if cand.verdict == "rejected":
             attempts.append(Attempt(cand.backend, "rejected", cand.reasons))
+            continue
+        failed = known_failure(facts, cand.backend, decision.dtype, info) if decision.source == "auto" else None
+        if failed is not None:
+            worst = ", ".join(f"{k} {m['relative']:.1e} > {m['tolerance']:.0e}"
+                              for k, m in failed.get("measures", {}).items() if not m["ok"]) or failed.get("error")
+            reason = Reason("parity_failed", f"need parity with eager float32, have a failed 'attnpick verify' "
+                            f"on this machine ({worst})", "attnpick verify")
+            attempts.append(Attempt(cand.backend, "rejected", (reason,)))
             continue
         start = time.monotonic()
         spec = smoke_spec(cand.backend, facts, info, decision.dtype)

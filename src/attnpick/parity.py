@@ -104,12 +104,12 @@ class VerifyReport:
 
 
 def fixed_batch(tokenizer: Any, device: Any) -> dict[str, Any]:
-    """Row 0 left-padded, row 1 right-padded, row 2 full; labels are -100 at padding."""
+    """Row 0 left-padded, row 1 right-padded, row 2 full; labels are -100 at padding and at each row's first
+    token."""
     import torch
 
     rows = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in TEXTS]
-    width = max(len(r) for r in rows)
-    rows = [r[:width] for r in rows]
+    width = max(len(r) for r in rows) + 3  # every short row gets at least 3 padding positions
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     ids = torch.full((3, width), pad, dtype=torch.long)
     mask = torch.zeros((3, width), dtype=torch.long)
@@ -121,6 +121,10 @@ def fixed_batch(tokenizer: Any, device: Any) -> dict[str, Any]:
         ids[i, start:start + n] = torch.tensor(row[:n])
         mask[i, start:start + n] = 1
     labels = ids.masked_fill(mask == 0, -100)
+    # A causal LM's loss predicts token t from position t-1. A left-padded row's first real token would be
+    # predicted from a padding position, whose logits are undefined by contract: its label is ignored.
+    first = mask.argmax(dim=1)
+    labels[torch.arange(3), first] = -100
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
 
 
