@@ -112,6 +112,8 @@ def resolve_model(name: str, trust_remote_code: bool = False) -> tuple[Path, str
     local hub cache. `HF_HUB_OFFLINE=1` is respected."""
     if name == tiny.NAME:
         return tiny.ensure(), "tiny"
+    if name in tiny.RANDOM_MODELS:
+        return tiny.ensure_random(name), "random"
     path = Path(name).expanduser()
     if path.is_dir():
         return path, "local"
@@ -349,6 +351,8 @@ def _load(backend: str, folder: Path, arch: Architecture, dtype: str, facts: Env
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch_dtype)
     device = _torch_device(facts)
+    if (folder / tiny.RANDOM_MARKER).is_file():
+        return _random_model(folder, kwargs, device, load_in_4bit, max_seq_length)
     if device != "cpu":
         kwargs["device_map"] = {"": device}
     model, info = AutoModelForCausalLM.from_pretrained(str(folder), output_loading_info=True, **kwargs)
@@ -357,6 +361,24 @@ def _load(backend: str, folder: Path, arch: Architecture, dtype: str, facts: Env
         raise ValueError(f"checkpoint does not fit {type(model).__name__}: " +
                          ", ".join(f"{k} {v[:5]}" for k, v in bad.items() if v))
     tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=kwargs["trust_remote_code"])
+    tokenizer.model_max_length = max_seq_length
+    return model, tokenizer, None
+
+
+def _random_model(folder: Path, kwargs: dict[str, Any], device: str, load_in_4bit: bool,
+                  max_seq_length: int) -> tuple[Any, Any, None]:
+    """A model with real shapes and seeded random weights, for timing only."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    if load_in_4bit:
+        raise UsageError(f"{folder.name} has random weights for timing; 4-bit needs a real checkpoint.")
+    config = AutoConfig.from_pretrained(str(folder))
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=kwargs["dtype"],
+                                                 attn_implementation=kwargs["attn_implementation"])
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
     tokenizer.model_max_length = max_seq_length
     return model, tokenizer, None
 

@@ -158,3 +158,40 @@ def ensure() -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+# Models with real shapes and random weights, for timing only: config.json (as Llama: EXAONE 3.x is a Llama
+# under other names) and tiny-exaone's tokenizer, no weights; the loader builds them from the config.
+RANDOM_MODELS: dict[str, dict[str, Any]] = {
+    "exaone-2.4b-random": {  # EXAONE-3.5-2.4B-Instruct's shapes
+        "hidden_size": 2560, "intermediate_size": 7168, "num_hidden_layers": 30, "num_attention_heads": 32,
+        "num_key_value_heads": 8, "head_dim": 80, "vocab_size": 102400, "tie_word_embeddings": True,
+    },
+}
+RANDOM_MARKER = "attnpick-random.json"
+
+
+def ensure_random(name: str) -> Path:
+    """The folder of a random-weight model (config and tokenizer only), written on first use."""
+    from attnpick.cache import cache_dir
+
+    final = cache_dir() / "models" / f"{name}-v{VERSION}"
+    if (final / RANDOM_MARKER).is_file():
+        return final
+    source = ensure()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=final.parent))
+    try:
+        for side in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"):
+            if (source / side).is_file():
+                shutil.copy2(source / side, tmp / side)
+        cfg = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_act": "silu",
+               "rms_norm_eps": 1e-5, "max_position_embeddings": 32768, "rope_theta": 1000000.0,
+               "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0, **RANDOM_MODELS[name]}
+        (tmp / "config.json").write_text(json.dumps(cfg, indent=2))
+        (tmp / RANDOM_MARKER).write_text(json.dumps({"name": name, "weights": "random, seed 0: timing only"}))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
