@@ -106,6 +106,10 @@ def kernel(job: dict[str, Any]) -> dict[str, Any]:
 
     impl = job["backend"]
     ensure_registered(impl)
+    if "flash" in impl:  # transformers loads the FlashAttention kernels lazily, at model init
+        from transformers.modeling_flash_attention_utils import lazy_import_flash_attention
+
+        lazy_import_flash_attention(impl)
     device, dtype = torch.device(job["device"]), getattr(torch, job["dtype"])
     b, hq, hkv, d, s = job["batch"], job["heads"], job["kv_heads"], job["head_dim"], job["seq"]
     gen = torch.Generator(device=device).manual_seed(0)
