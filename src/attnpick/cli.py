@@ -93,6 +93,35 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--plot", metavar="FILE.png")
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(func=cmd_bench)
+
+    tr = sub.add_parser("train", help="QLoRA fine-tune with the proven backend (packing checked, exact resume)")
+    tr.add_argument("model", nargs="?", default="tiny-exaone")
+    tr.add_argument("--data", default="embedded", metavar="FILE.jsonl",
+                    help="chat, instruction/input/output or prompt/completion JSONL (default: the embedded set)")
+    tr.add_argument("--output", required=True, metavar="DIR")
+    tr.add_argument("--backend", action="append", metavar="NAME|auto")
+    tr.add_argument("--dtype", metavar="DTYPE")
+    tr.add_argument("--no-4bit", dest="load_in_4bit", action="store_false", help="LoRA on the full-precision model")
+    tr.add_argument("--max-seq-length", type=int, default=256, metavar="N")
+    tr.add_argument("--packing", default="auto", metavar="auto|on|off")
+    tr.add_argument("--epochs", type=float, default=1.0)
+    tr.add_argument("--max-steps", type=int, default=-1)
+    tr.add_argument("--batch-size", type=int, default=8)
+    tr.add_argument("--grad-accum", type=int, default=1)
+    tr.add_argument("--learning-rate", "--lr", type=float, default=2e-4)
+    tr.add_argument("--scheduler", default="linear", metavar="NAME", help="transformers' lr_scheduler_type")
+    tr.add_argument("--warmup", type=float, default=0.0, help="< 1: fraction of the steps; >= 1: steps")
+    tr.add_argument("--seed", type=int, default=42)
+    tr.add_argument("--logging-steps", type=int, default=1)
+    tr.add_argument("--save-steps", type=int, default=50)
+    tr.add_argument("--lora-r", type=int, default=16)
+    tr.add_argument("--lora-alpha", type=int, default=32)
+    tr.add_argument("--lora-dropout", type=float, default=0.0)
+    tr.add_argument("--target-modules", default=",".join(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                          "up_proj", "down_proj"]))
+    tr.add_argument("--resume", action="store_true", help="continue from the output folder's last complete checkpoint")
+    tr.add_argument("--json", action="store_true", help="print the train report as JSON (no progress bar)")
+    tr.set_defaults(func=cmd_train, inference=False)
     return parser
 
 
@@ -269,6 +298,35 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print_bench(Console(), report)
         if args.plot:
             print(f"plot: {args.plot}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from attnpick.training import TrainConfig, train
+
+    request = _request(args)
+    config = TrainConfig(
+        model=args.model, data=args.data, output=args.output, backend=request.backend, dtype=request.dtype,
+        load_in_4bit=args.load_in_4bit, max_seq_length=args.max_seq_length, packing=args.packing,
+        epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
+        learning_rate=args.learning_rate, scheduler=args.scheduler, warmup=args.warmup, seed=args.seed,
+        logging_steps=args.logging_steps, save_steps=args.save_steps, lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+        target_modules=[m.strip() for m in args.target_modules.split(",") if m.strip()], resume=args.resume,
+        progress=not args.json,
+    )
+    _quiet_transformers()
+    report = train(config)
+    if not report:
+        return 0  # not rank 0
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        from rich.console import Console
+
+        from attnpick.render import print_train
+
+        print_train(Console(), report, args.output)
     return 0
 
 

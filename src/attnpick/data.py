@@ -118,7 +118,8 @@ def tokenize(messages: list[dict[str, str]], tokenizer: Any, max_length: int) ->
     text, spans = answer_spans(messages, tokenizer)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
-    labels = [tid if any(a <= start < b for a, b in spans) else -100 for tid, (start, _) in zip(ids, offsets, strict=True)]
+    labels = [tid if any(a <= start < b for a, b in spans) else -100
+              for tid, (start, _) in zip(ids, offsets, strict=True)]
     truncated = len(ids) > max_length
     return Example(ids[:max_length], labels[:max_length]), truncated
 

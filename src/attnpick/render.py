@@ -206,3 +206,19 @@ def print_bench(console: Console, report: Any) -> None:
         console.print(f"[dim]excluded {name}: {why}[/]")
     console.print("[dim]At 256 tokens attention is ~1-3% of a 2-3B model's training FLOPs: padding waste and the "
                   "rest of the step matter more than the kernel there.[/]")
+
+
+def print_train(console: Console, report: dict[str, Any], output: str) -> None:
+    losses = report["losses"]
+    first, last = (losses[0][1], losses[-1][1]) if losses else (float("nan"), float("nan"))
+    data = report["data"]
+    console.print(f"[bold]Trained[/] {report['model']} with {report['backend']}"
+                  + (f" (Unsloth kernel {report['unsloth_kernel']})" if report.get("unsloth_kernel") else "")
+                  + f", {report['dtype']}, {report['quantization'] or 'no quantization'}")
+    console.print(f"Steps {report['steps']}: loss {first:.4f} -> {last:.4f}; {report['tokens_seen']:,} tokens in "
+                  f"{report['seconds']:.1f}s ({report['tokens_per_s'] or 0:,.0f} tokens/s)")
+    console.print(f"Packing: {'on' if report['packing']['enabled'] else 'off'}: {report['packing']['reason']}")
+    console.print(f"Data: {data['examples']} examples from {data['source']}, {data['truncated']} truncated to fit")
+    for rank in report.get("ranks_that_differed", []):
+        console.print(f"[yellow]rank {rank['rank']} lacked: {rank['lacked']}[/]")
+    console.print(f"Written to {output}: adapter/, metrics.json, loss.png, load_report.json, train_report.json")
