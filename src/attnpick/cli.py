@@ -127,12 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _request(args: argparse.Namespace) -> Any:
     from attnpick.decision import Request
+    from attnpick.probe import disabled_backends
 
+    off = disabled_backends()
     if args.backend:
-        return Request.from_names(args.backend, args.dtype, not args.inference, source="--backend")
+        return Request.from_names(args.backend, args.dtype, not args.inference, source="--backend", disabled=off)
     if os.environ.get(BACKEND_ENV):
-        return Request.from_names(os.environ[BACKEND_ENV], args.dtype, not args.inference, source=BACKEND_ENV)
-    return Request.from_names(None, args.dtype, not args.inference)
+        return Request.from_names(os.environ[BACKEND_ENV], args.dtype, not args.inference, source=BACKEND_ENV,
+                                  disabled=off)
+    return Request.from_names(None, args.dtype, not args.inference, disabled=off)
 
 
 def _model(args: argparse.Namespace) -> Any:

@@ -49,10 +49,12 @@ class Request:
     dtype: str | None = None
     training: bool = True
     source: str = "auto"
+    disabled: frozenset[str] = frozenset()
 
     @classmethod
     def from_names(cls, backends: list[str] | tuple[str, ...] | str | None, dtype: str | None = None,
-                   training: bool = True, source: str | None = None) -> Request:
+                   training: bool = True, source: str | None = None,
+                   disabled: frozenset[str] = frozenset()) -> Request:
         """Validate user input: one known backend name (or `auto`) and a known dtype."""
         names = [backends] if isinstance(backends, str) else list(backends or [])
         names = [n.strip() for name in names for n in name.split(",") if n.strip()]
@@ -68,7 +70,7 @@ class Request:
             raise UsageError(f"Unknown dtype {dtype!r}. Choose one of: {', '.join(DTYPES)}.")
         if source is None:
             source = "auto" if backend == "auto" else "--backend"
-        return cls(backend=backend, dtype=dtype, training=training, source=source)
+        return cls(backend=backend, dtype=dtype, training=training, source=source, disabled=disabled)
 
     @property
     def forced(self) -> bool:
@@ -166,6 +168,8 @@ def check(spec: BackendSpec, facts: EnvFacts, request: Request, dtype: str,
     cap = device.capability_tuple if device.type == "cuda" else None
     have_device = _DEVICE_WORDS[device.type] + (f" ({device.name})" if device.name else "")
 
+    if spec.name in request.disabled:
+        reasons.append(Reason("disabled", f"need {spec.name} enabled, have it disabled by ATTNPICK_DISABLE_BACKENDS"))
     if request.backend == "auto" and not spec.in_auto:
         reasons.append(Reason("request_only", f"{spec.title} is chosen only on request, never by auto",
                               f"--backend {spec.name}"))

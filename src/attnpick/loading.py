@@ -237,7 +237,9 @@ def load_model(
         >>> report.chosen
         'sdpa'
     """
-    request = Request.from_names(backend, torch_dtype_name(dtype))
+    from attnpick.probe import disabled_backends
+
+    request = Request.from_names(backend, torch_dtype_name(dtype), disabled=disabled_backends())
     prepared = prepare(model_name, trust_remote_code, force_llama_mapping)
     source, arch, info = prepared.source, prepared.architecture, prepared.info
     if facts is None:

@@ -35,9 +35,28 @@ def os_name() -> str:
     return {"win32": "windows", "cygwin": "windows"}.get(system, system)
 
 
+DISABLE_ENV = "ATTNPICK_DISABLE_BACKENDS"
+
+
+def _env_list(name: str) -> frozenset[str]:
+    """Comma-separated names; `name@R` applies only on the process of rank R ($RANK, as torchrun sets)."""
+    rank = os.environ.get("RANK", "0")
+    out = set()
+    for item in os.environ.get(name, "").split(","):
+        value, _, only = item.strip().partition("@")
+        if value and (not only or only == rank):
+            out.add(value)
+    return frozenset(out)
+
+
 def hidden_packages() -> frozenset[str]:
-    """Distributions hidden from the facts by `$ATTNPICK_HIDE_PACKAGES` (comma separated)."""
-    return frozenset(p.strip() for p in os.environ.get(HIDE_ENV, "").split(",") if p.strip())
+    """Distributions hidden from the facts by `$ATTNPICK_HIDE_PACKAGES` (comma separated, `name@rank`)."""
+    return _env_list(HIDE_ENV)
+
+
+def disabled_backends() -> frozenset[str]:
+    """Backends this process must not use, from `$ATTNPICK_DISABLE_BACKENDS` (comma separated, `name@rank`)."""
+    return _env_list(DISABLE_ENV)
 
 
 def installed_versions() -> dict[str, str]:

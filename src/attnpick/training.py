@@ -171,10 +171,10 @@ def agree_on_backend(facts: Any, decision: Any, info: Any) -> tuple[Any, list[di
     dist.all_gather_object(gathered, verdicts)
     order = [c.backend for c in decision.candidates]
     common = [b for b in order if all(g.get(b, "missing") is None for g in gathered)]
-    ranks = [{"rank": r, "lacked": {b: why for b, why in g.items() if why is not None and b in common[:1] + order}}
-             for r, g in enumerate(gathered)]
-    differing = [{"rank": r["rank"], "lacked": {b: w for b, w in r["lacked"].items()
-                                                 if any(g.get(b) is None for g in gathered)}} for r in ranks]
+    # per rank: the backends some other rank could use and this one could not, with this rank's reason
+    differing = [{"rank": r, "lacked": {b: why for b, why in g.items()
+                                        if why is not None and any(o.get(b) is None for o in gathered)}}
+                 for r, g in enumerate(gathered)]
     candidates = []
     for name in order:
         if name in common:
@@ -211,7 +211,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
         PartialState()  # initializes the process group (gloo on CPU, nccl on GPUs)
     facts = collect_facts()
-    request = Request.from_names(config.backend, config.dtype)
+    from attnpick.probe import disabled_backends
+
+    request = Request.from_names(config.backend, config.dtype, disabled=disabled_backends())
     info = prepare(config.model).info
     decision, differing = choose(facts, request, info), []
     if world > 1 and not request.forced:
@@ -245,8 +247,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
         include_num_input_tokens_seen="non_padding", ddp_backend="gloo" if on_cpu and world > 1 else None,
     )
     rows = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
-    callbacks = [_Progress()] if config.progress and rank == 0 else []
-    trainer = _CheckpointingTrainer(model=model, args=args, train_dataset=rows, data_collator=collator,
+    trainer_class, progress_class = _trainer_classes()
+    callbacks = [progress_class()] if config.progress and rank == 0 else []
+    trainer = trainer_class(model=model, args=args, train_dataset=rows, data_collator=collator,
                                     callbacks=callbacks)
     from transformers.trainer_callback import PrinterCallback
 
@@ -349,56 +352,49 @@ def _loss_plot(losses: list[tuple[int, float]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def _trainer_base() -> Any:
-    from transformers import Trainer
+def _trainer_classes() -> tuple[Any, Any]:
+    """(Trainer with completion-marked checkpoints, rich progress callback), built on first use so that
+    bad input is refused before transformers is imported."""
+    from transformers import Trainer, TrainerCallback
 
-    return Trainer
+    class CheckpointingTrainer(Trainer):  # type: ignore[misc]
+        """Trainer whose checkpoints count only once a completion marker is written, after every file."""
 
+        def _save_checkpoint(self, model: Any, trial: Any) -> None:
+            super()._save_checkpoint(model, trial)
+            if not self.is_world_process_zero():
+                return
+            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-class _CheckpointingTrainer(_trainer_base()):  # type: ignore[misc]
-    """Trainer whose checkpoints count only once a completion marker is written, after every file."""
+            folder = Path(self.args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            for file in folder.rglob("*"):
+                if file.is_file():
+                    with open(file, "rb") as handle:
+                        os.fsync(handle.fileno())
+            tmp = folder / (COMPLETE + ".tmp")
+            tmp.write_text(json.dumps({"step": self.state.global_step}))
+            os.replace(tmp, folder / COMPLETE)
 
-    def _save_checkpoint(self, model: Any, trial: Any) -> None:
-        super()._save_checkpoint(model, trial)
-        if not self.is_world_process_zero():
-            return
-        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+    class Progress(TrainerCallback):  # type: ignore[misc]
+        """A rich progress bar with the loss and tokens/s."""
 
-        folder = Path(self.args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-        for file in folder.rglob("*"):
-            if file.is_file():
-                with open(file, "rb") as handle:
-                    os.fsync(handle.fileno())
-        marker = folder / COMPLETE
-        tmp = folder / (COMPLETE + ".tmp")
-        tmp.write_text(json.dumps({"step": self.state.global_step}))
-        os.replace(tmp, marker)
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+            self.progress = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
+                                     TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+            self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, info="")
+            self.start, self.tokens0 = time.perf_counter(), state.num_input_tokens_seen
+            self.progress.start()
 
-def _progress_base() -> Any:
-    from transformers import TrainerCallback
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+            if logs and "loss" in logs:
+                rate = (state.num_input_tokens_seen - self.tokens0) / max(time.perf_counter() - self.start, 1e-9)
+                self.progress.update(self.task, completed=state.global_step,
+                                     info=f"loss {logs['loss']:.4f} · {rate:,.0f} tok/s")
 
-    return TrainerCallback
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.progress.update(self.task, completed=state.global_step)
+            self.progress.stop()
 
-
-class _Progress(_progress_base()):  # type: ignore[misc]
-    """A rich progress bar with the loss and tokens/s."""
-
-    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.progress = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                 TextColumn("{task.fields[info]}"), transient=False)
-        self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, info="")
-        self.start, self.tokens0 = time.perf_counter(), state.num_input_tokens_seen
-        self.progress.start()
-
-    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
-        if logs and "loss" in logs:
-            rate = (state.num_input_tokens_seen - self.tokens0) / max(time.perf_counter() - self.start, 1e-9)
-            self.progress.update(self.task, completed=state.global_step,
-                                 info=f"loss {logs['loss']:.4f} · {rate:,.0f} tok/s")
-
-    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.progress.update(self.task, completed=state.global_step)
-        self.progress.stop()
+    return CheckpointingTrainer, Progress

@@ -1,0 +1,217 @@
+"""attnpick train on tiny-exaone and the embedded data, on CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def train_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "attnpick", "train", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def run30(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "run"
+    proc = train_cli("--output", str(out), "--max-steps", "30", "--save-steps", "10", "--learning-rate", "1e-3",
+                     "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, json.loads(proc.stdout)
+
+
+def test_loss_goes_down_and_the_report_names_backend_and_packing(run30):
+    out, report = run30
+    losses = [loss for _, loss in report["losses"]]
+    assert len(losses) == 30 and report["steps"] == 30
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.05
+    assert report["backend"] == "sdpa" and report["quantization"] == "bitsandbytes-nf4"
+    assert report["packing"]["enabled"] is True and report["packing"]["checked"] is True
+    assert "sdpa" in report["packing"]["reason"]
+    assert report["data"]["examples"] == 360 and report["data"]["truncated"] > 0
+    assert report["tokens_per_s"] > 0
+    for name in ("metrics.json", "loss.png", "load_report.json", "train_report.json", "adapter/adapter_config.json"):
+        assert (out / name).is_file(), name
+    assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "checkpoint-10" / "attnpick-complete.json").is_file()
+
+
+def test_the_adapter_reloads_with_the_same_logits(run30):
+    import torch
+    from peft import PeftModel
+
+    from attnpick.loading import load_model
+
+    out, report = run30
+    base, tokenizer, _ = load_model("tiny-exaone", max_seq_length=256, load_in_4bit=True, backend="sdpa")
+    model = PeftModel.from_pretrained(base, str(out / "adapter")).eval()
+    ids = tokenizer(report["probe"]["text"], add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        logits = model(input_ids=ids, use_cache=False).logits[0, -1].float()
+    assert [round(float(x), 6) for x in logits[:8]] == pytest.approx(report["probe"]["head"], abs=1e-5)
+    assert float(logits.sum()) == pytest.approx(report["probe"]["sum"], rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def tiny_training_model():
+    from peft import LoraConfig, get_peft_model
+    from transformers import DataCollatorWithFlattening
+
+    from attnpick.data import load_examples
+    from attnpick.loading import load_model
+
+    def make(backend):
+        model, tok, _ = load_model("tiny-exaone", max_seq_length=256, backend=backend)
+        model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+        model.config.use_cache = False
+        examples, _ = load_examples("embedded", tok, 256)
+        return model, examples, DataCollatorWithFlattening(return_position_ids=True)
+
+    return make
+
+
+@pytest.mark.parametrize("backend", ["sdpa", "eager"])
+def test_packing_check_passes_on_the_training_path(tiny_training_model, backend):
+    from attnpick.training import packing_check
+
+    model, examples, collator = tiny_training_model(backend)
+    ok, diff, tol = packing_check(model, examples, collator, "float32")
+    assert ok and diff <= tol
+
+
+@pytest.mark.parametrize("planted", ["cache on", "all-ones mask"])
+def test_a_contaminating_setup_is_caught(tiny_training_model, planted):
+    import torch
+
+    from attnpick.training import decide_packing, packing_check
+
+    model, examples, collator = tiny_training_model("sdpa")
+    if planted == "cache on":
+        extra = {"use_cache": True}
+    else:
+        total = sum(len(e.input_ids) for e in sorted(examples[:16], key=lambda e: len(e.input_ids))[-4:])
+        extra = {"attention_mask": torch.ones(1, total, dtype=torch.long)}
+    ok, diff, tol = packing_check(model, examples, collator, "float32", extra=extra)
+    assert not ok and diff > tol
+    verdict = decide_packing("auto", ok, diff, tol, "sdpa")
+    assert verdict.enabled is False and "leak attention across samples" in verdict.reason
+
+
+def _losses(out: Path) -> dict[int, float]:
+    return {step: loss for step, loss in json.loads((out / "train_report.json").read_text())["losses"]}
+
+
+RESUME_ARGS = ["--max-steps", "12", "--save-steps", "4", "--batch-size", "4", "--learning-rate", "1e-3", "--json"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("resume") / "full"
+    proc = train_cli("--output", str(out), *RESUME_ARGS)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def test_resume_after_sigkill_reproduces_the_uninterrupted_losses(uninterrupted, tmp_path):
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "attnpick", "train", "--output", str(out), *RESUME_ARGS],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    marker = out / "checkpoint-4" / "attnpick-complete.json"
+    deadline = time.monotonic() + 600
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert marker.exists()
+    assert not (out / "train_report.json").exists()  # it really died mid-run
+    resumed = train_cli("--output", str(out), "--resume", *RESUME_ARGS)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    report = json.loads(resumed.stdout)
+    assert report["resumed_from"].endswith("checkpoint-4") or report["resumed_from"].endswith("checkpoint-8")
+    expected, got = _losses(uninterrupted), _losses(out)
+    start = int(report["resumed_from"].rsplit("-", 1)[1])
+    for step in range(start + 1, 13):
+        assert got[step] == pytest.approx(expected[step], rel=1e-4, abs=1e-5), step
+
+
+def test_a_checkpoint_whose_write_did_not_finish_is_skipped(uninterrupted, tmp_path):
+    out = tmp_path / "torn"
+    shutil.copytree(uninterrupted, out)
+    (out / "checkpoint-12" / "attnpick-complete.json").unlink()  # the write of checkpoint-12 never finished
+    optimizer = out / "checkpoint-12" / "optimizer.pt"
+    optimizer.write_bytes(optimizer.read_bytes()[:100])
+    for name in ("train_report.json", "metrics.json"):
+        (out / name).unlink()
+    resumed = train_cli("--output", str(out), "--resume", *RESUME_ARGS)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    report = json.loads(resumed.stdout)
+    assert report["resumed_from"].endswith("checkpoint-8")
+    expected, got = _losses(uninterrupted), _losses(out)
+    for step in (9, 10, 11, 12):
+        assert got[step] == pytest.approx(expected[step], rel=1e-4, abs=1e-5)
+
+
+def _bad_data(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("case", ["malformed line", "empty", "unknown layout", "existing output", "missing file",
+                                  "resume without run"])
+def test_bad_input_exits_2_and_writes_nothing(tmp_path, case):
+    out = tmp_path / "out"
+    args = ["--output", str(out)]
+    if case == "malformed line":
+        data = _bad_data(tmp_path, "bad.jsonl", '{"prompt": "a", "completion": "b"}\n{"prompt": "a",\n')
+        args += ["--data", str(data)]
+        needle = f"{data}:2: not valid JSON"
+    elif case == "empty":
+        args += ["--data", str(_bad_data(tmp_path, "empty.jsonl", "\n\n"))]
+        needle = "the dataset is empty"
+    elif case == "unknown layout":
+        args += ["--data", str(_bad_data(tmp_path, "odd.jsonl", '{"question": "a", "answer": "b"}\n'))]
+        needle = "unknown layout with keys ['answer', 'question']"
+    elif case == "existing output":
+        out.mkdir()
+        (out / "keep.txt").write_text("mine")
+        needle = "already exists. Pass --resume"
+    elif case == "missing file":
+        args += ["--data", str(tmp_path / "nope.jsonl")]
+        needle = "does not exist"
+    else:
+        args += ["--resume"]
+        needle = "does not exist"
+    proc = train_cli(*args)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    if case == "existing output":
+        assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    else:
+        assert not out.exists()
+
+
+def test_two_ranks_agree_on_one_backend(tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "attnpick", "train", "--output", str(out), "--max-steps", "3", "--batch-size", "2",
+           "--no-4bit", "--json"]
+    env = {**os.environ, "ATTNPICK_DISABLE_BACKENDS": "sdpa@1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads((out / "train_report.json").read_text())
+    load = json.loads((out / "load_report.json").read_text())
+    assert report["world_size"] == 2 and report["backend"] == "eager"
+    assert load["decision"]["source_detail"] == "agreed by every rank"
+    [rank1] = report["ranks_that_differed"]
+    assert rank1["rank"] == 1 and "ATTNPICK_DISABLE_BACKENDS" in rank1["lacked"]["sdpa"]
