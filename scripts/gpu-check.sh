@@ -32,6 +32,8 @@ step "train 2.4b lora"; timeout 120 $py -m attnpick bench exaone-2.4b-random --m
   --lora --dtype bfloat16 --repeats 5 --no-verify --json --plot "$OUT/train-exaone-2.4b.png" \
   > "$OUT/parts/train-exaone-2.4b.json" 2>>"$log"
 step "xformers adapter"; timeout 60 $py benchmarks/xformers_adapter.py --json > "$OUT/parts/xformers-adapter.json" 2>>"$log"
+step "packing 2.4b"; timeout 90 $py benchmarks/packing.py --model exaone-2.4b-random --no-4bit --steps 10 --json \
+  > "$OUT/parts/packing-exaone-2.4b.json" 2>>"$log"
 step "measured policy"; timeout 60 $py -m attnpick load --policy measured --max-seq-length 256 --dtype bfloat16 --json \
   > "$OUT/parts/measured.json" 2>>"$log"
 $py - "$OUT" <<'PY'
