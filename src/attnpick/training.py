@@ -227,6 +227,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
     dtype = load_report.dtype
     examples, stats = data_mod.load_examples(config.data, tokenizer, config.max_seq_length)
 
+    from transformers import set_seed
+
+    set_seed(config.seed)  # LoRA's A matrices are drawn here, before the Trainer seeds anything
     model = _with_lora(model, config, load_report.chosen)
     model.config.use_cache = False  # a cache in a packed forward leaks across samples
     flat = DataCollatorWithFlattening(return_position_ids=True)

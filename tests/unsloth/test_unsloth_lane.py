@@ -114,3 +114,19 @@ def test_cli_forced_unsloth():
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout[proc.stdout.index("{"):])
     assert report["chosen"] == "unsloth" and report["decision"]["unsloth_kernel"] == "sdpa"
+
+
+@pytest.mark.parametrize("four_bit", [True, False])
+def test_attnpick_train_with_unsloth(tmp_path, four_bit):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "attnpick", "train", "--backend", "unsloth", "--output", str(out),
+            "--max-steps", "3", "--batch-size", "4", "--json"]
+    if not four_bit:
+        args.append("--no-4bit")
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "train_report.json").read_text())
+    assert report["backend"] == "unsloth" and report["unsloth_kernel"] == "sdpa"
+    assert report["steps"] == 3 and len(report["losses"]) == 3
+    assert report["quantization"] == ("bitsandbytes-nf4" if four_bit else None)
+    assert (out / "adapter" / "adapter_config.json").is_file()
