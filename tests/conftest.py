@@ -19,13 +19,17 @@ def _has_gpu() -> bool:
     return torch.cuda.is_available()
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if _has_gpu():
-        return
-    skip = pytest.mark.skip(reason="needs an NVIDIA GPU; run scripts/gpu-check.sh on a GPU machine")
+def skip_marked(items: list[pytest.Item], marker: str, reason: str) -> None:
+    """Skip, in one place and with one reason, every test carrying `marker`."""
+    skip = pytest.mark.skip(reason=reason)
     for item in items:
-        if "gpu" in item.keywords:
+        if marker in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not _has_gpu():
+        skip_marked(items, "gpu", "needs an NVIDIA GPU; run scripts/gpu-check.sh on a GPU machine")
 
 
 @pytest.fixture(autouse=True)

@@ -7,13 +7,14 @@ after the inputs exist) and a crash cannot take the caller down.
 
 from __future__ import annotations
 
-import json
 import resource
 import statistics
 import sys
 import time
 from types import SimpleNamespace
 from typing import Any
+
+from attnpick.subproc import serve
 
 MARKER = "ATTNPICK-BENCH "
 
@@ -227,16 +228,7 @@ JOBS = {"kernel": kernel, "matmul_peak": matmul_peak, "train": train, "infer": i
 
 
 def main(argv: list[str]) -> int:
-    job = json.loads(argv[0])
-    try:
-        record = {"ok": True, **JOBS[job["job"]](job)}
-    except BaseException as exc:  # noqa: BLE001 - a failing measurement is reported, not raised
-        import traceback
-
-        record = {"ok": False, "error": traceback.format_exception_only(type(exc), exc)[-1].strip()[:1000]}
-    sys.stdout.write(MARKER + json.dumps(record) + "\n")
-    sys.stdout.flush()
-    return 0
+    return serve(argv, MARKER, lambda job: JOBS[job["job"]](job))
 
 
 if __name__ == "__main__":

@@ -8,11 +8,12 @@ child so that a segfault, a CUDA fault or a hang cannot take the caller down.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from typing import Any
+
+from attnpick.subproc import serve
 
 MARKER = "ATTNPICK-SMOKE "
 
@@ -108,19 +109,13 @@ def _forward_backward(model: Any, spec: dict[str, Any], device: Any) -> dict[str
     return {"seconds": round(time.perf_counter() - start, 4)}
 
 
-def main(argv: list[str]) -> int:
-    spec = json.loads(argv[0])
+def _run(spec: dict[str, Any]) -> dict[str, Any]:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        result = _run_unsloth(spec) if spec["backend"] == "unsloth" else _run_transformers(spec)
-        record = {"ok": True, "error": None, **result}
-    except BaseException as exc:  # noqa: BLE001 - any failure is the fact we report
-        import traceback
+    return _run_unsloth(spec) if spec["backend"] == "unsloth" else _run_transformers(spec)
 
-        record = {"ok": False, "error": traceback.format_exception_only(type(exc), exc)[-1].strip()[:2000]}
-    sys.stdout.write(MARKER + json.dumps(record) + "\n")
-    sys.stdout.flush()
-    return 0
+
+def main(argv: list[str]) -> int:
+    return serve(argv, MARKER, _run)
 
 
 if __name__ == "__main__":

@@ -57,3 +57,18 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError, AttributeError):
         proc.kill()
+
+
+def serve(argv: list[str], marker: str, run: Any) -> int:
+    """The child side: run `run(job)` on the JSON job in argv[0] and print one marked result line, with any
+    exception's last line as the error (the parent decides what it means)."""
+    job = json.loads(argv[0])
+    try:
+        record = {"ok": True, "error": None, **run(job)}
+    except BaseException as exc:  # noqa: BLE001 - any failure is the fact the parent reports
+        import traceback
+
+        record = {"ok": False, "error": traceback.format_exception_only(type(exc), exc)[-1].strip()[:2000]}
+    sys.stdout.write(marker + json.dumps(record) + "\n")
+    sys.stdout.flush()
+    return 0

@@ -2,6 +2,8 @@ from importlib import metadata
 
 import pytest
 
+from tests.conftest import skip_marked
+
 
 def _installed() -> bool:
     try:
@@ -12,9 +14,5 @@ def _installed() -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if _installed():
-        return
-    skip = pytest.mark.skip(reason="Unsloth is not installed here; the Unsloth lane of .ci/run runs these")
-    for item in items:
-        if "unsloth" in item.keywords:
-            item.add_marker(skip)
+    if not _installed():
+        skip_marked(items, "unsloth", "Unsloth is not installed here; the Unsloth lane of .ci/run runs these")
