@@ -329,7 +329,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         from attnpick.render import print_train
 
-        print_train(Console(), report, args.output)
+        load = json.loads((Path(args.output) / "load_report.json").read_text(encoding="utf-8"))
+        print_train(Console(), report, args.output, load)
     return 0
 
 

@@ -208,7 +208,14 @@ def print_bench(console: Console, report: Any) -> None:
                   "rest of the step matter more than the kernel there.[/]")
 
 
-def print_train(console: Console, report: dict[str, Any], output: str) -> None:
+def print_train(console: Console, report: dict[str, Any], output: str, load: dict[str, Any] | None = None) -> None:
+    if load:
+        for attempt in load["attempts"]:
+            why = "; ".join(r["message"] for r in attempt["reasons"]) or "smoke run passed, loaded"
+            console.print(f"  {attempt['backend']:<18} {attempt['outcome']:<13} [dim]{why}[/]", highlight=False)
+        conf = load.get("confirmation") or {}
+        ran = ", ".join(f"{k} x{v}" for k, v in (conf.get("calls") or conf.get("forwards") or {}).items())
+        console.print(f"Confirmed: {ran or 'unconfirmed'}")
     losses = report["losses"]
     first, last = (losses[0][1], losses[-1][1]) if losses else (float("nan"), float("nan"))
     data = report["data"]
