@@ -185,3 +185,41 @@ def test_decision_json_shape():
         assert cand["verdict"] in {"accepted", "rejected", "not_tried"}
         assert all({"code", "message"} <= set(r) for r in cand["reasons"])
     assert isinstance(data["install_hints"], list)
+
+
+def test_disabled_backends_are_rejected_with_the_variable_named():
+    decision = choose(machine("linux"), Request.from_names("auto", disabled=frozenset({"sdpa"})))
+    assert decision.chosen == "eager"
+    assert [r.code for r in decision.candidate("sdpa").reasons] == ["disabled"]
+    assert "ATTNPICK_DISABLE_BACKENDS" in decision.candidate("sdpa").reasons[0].message
+
+
+def test_rank_scoped_disable(monkeypatch):
+    from attnpick.probe import disabled_backends
+
+    monkeypatch.setenv("ATTNPICK_DISABLE_BACKENDS", "sdpa@1, xformers")
+    monkeypatch.setenv("RANK", "0")
+    assert disabled_backends() == {"xformers"}
+    monkeypatch.setenv("RANK", "1")
+    assert disabled_backends() == {"sdpa", "xformers"}
+
+
+@pytest.mark.parametrize("facts, backend, chosen, codes", [
+    (machine("linux", torch="2.13.0+cpu"), "sdpa_math", "sdpa_math", set()),
+    (machine("linux", torch="2.13.0+cpu"), "sdpa_cudnn", None, {"device_unsupported", "dtype_unsupported"}),
+    (machine("linux", "T4"), "sdpa_cudnn", None, {"capability_too_low"}),
+    (machine("linux", "H100"), "sdpa_cudnn", "sdpa_cudnn", set()),
+])
+def test_pinned_sdpa_kernels(facts, backend, chosen, codes):
+    decision = choose(facts, Request.from_names(backend))
+    assert decision.chosen == chosen
+    assert codes <= {r.code for r in decision.candidate(backend).reasons}
+
+
+def test_pinned_sdpa_kernel_missing_from_the_torch_build():
+    facts = machine("linux", "A100").to_dict()
+    facts["sdpa_kernels"] = ["efficient", "math"]
+    from attnpick.facts import EnvFacts
+
+    cand = choose(EnvFacts.from_dict(facts), Request.from_names("sdpa_cudnn")).candidate("sdpa_cudnn")
+    assert [r.code for r in cand.reasons] == ["sdpa_kernel_missing"]
