@@ -215,3 +215,15 @@ def test_two_ranks_agree_on_one_backend(tmp_path):
     assert load["decision"]["source_detail"] == "agreed by every rank"
     [rank1] = report["ranks_that_differed"]
     assert rank1["rank"] == 1 and "ATTNPICK_DISABLE_BACKENDS" in rank1["lacked"]["sdpa"]
+
+
+def test_library_train_takes_a_config_or_options_not_both(tmp_path):
+    import attnpick
+    from attnpick.errors import UsageError
+    from attnpick.training import TrainConfig
+
+    with pytest.raises(UsageError, match="either a TrainConfig or keyword options"):
+        attnpick.train(TrainConfig(output=str(tmp_path / "a")), max_steps=3)
+    with pytest.raises(UsageError, match="--packing must be auto, on or off"):
+        attnpick.train(output=str(tmp_path / "b"), packing="maybe")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

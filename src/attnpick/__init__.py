@@ -20,6 +20,10 @@ _LAZY = {
     "load_model": "attnpick.loading",
     "LoadReport": "attnpick.loading",
     "register_xformers": "attnpick.backends.xformers",
+    "verify": "attnpick.parity",
+    "bench": "attnpick.bench",
+    "train": "attnpick.training",
+    "TrainConfig": "attnpick.training",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -187,12 +187,25 @@ def agree_on_backend(facts: Any, decision: Any, info: Any) -> tuple[Any, list[di
     return agreed, [d for d in differing if d["lacked"]]
 
 
-def train(config: TrainConfig) -> dict[str, Any]:
+def train(config: TrainConfig | None = None, **options: Any) -> dict[str, Any]:
     """Fine-tune a LoRA on `config.data` and write the run to `config.output`.
 
+    Args:
+        config: a `TrainConfig`; or give its fields as keyword options instead.
+
     Returns:
-        The train report (also written to `<output>/train_report.json`).
+        The train report (also written to `<output>/train_report.json`); empty on ranks other than 0.
+
+    Example:
+        >>> import attnpick
+        >>> report = attnpick.train(model="tiny-exaone", output="runs/demo", max_steps=30)
+        >>> report["backend"], report["packing"]["enabled"]
+        ('sdpa', True)
     """
+    if config is None:
+        config = TrainConfig(**options)
+    elif options:
+        raise UsageError("Give either a TrainConfig or keyword options, not both.")
     config.validate()
     resume_from = check_output(config)
     from attnpick import data as data_mod
