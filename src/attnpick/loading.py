@@ -239,6 +239,8 @@ def load_model(
     """
     from attnpick.probe import disabled_backends
 
+    if policy not in ("auto", "measured"):
+        raise UsageError(f"Unknown policy {policy!r}. Choose auto or measured.")
     request = Request.from_names(backend, torch_dtype_name(dtype), disabled=disabled_backends())
     prepared = prepare(model_name, trust_remote_code, force_llama_mapping)
     source, arch, info = prepared.source, prepared.architecture, prepared.info
@@ -248,8 +250,6 @@ def load_model(
         facts = collect_facts()
     if load_in_4bit:
         _require_bitsandbytes(facts)
-    if policy not in ("auto", "measured"):
-        raise UsageError(f"Unknown policy {policy!r}. Choose auto or measured.")
     if decision is None:
         decision = choose(facts, request, info)
         if policy == "measured" and not request.forced:
