@@ -112,7 +112,7 @@ def bench(model_name: str = "tiny-exaone", seq_lens: tuple[int, ...] = (256, 102
     from attnpick.decision import Request, choose
     from attnpick.loading import _torch_device, prepare
     from attnpick.parity import verify
-    from attnpick.smoke import run_smoke, smoke_spec
+    from attnpick.smoke import why_not_runnable
 
     if facts is None:
         from attnpick.probe import collect_facts
@@ -132,14 +132,11 @@ def bench(model_name: str = "tiny-exaone", seq_lens: tuple[int, ...] = (256, 102
         for name in (*ORDER, *PINNED_SDPA):
             if name == "unsloth" and mode == "kernel":
                 continue  # Unsloth is a model loader, not an attention function
-            cand = choose(facts, Request(name, dtype, source="bench"), info).candidate(name)
-            if cand.reasons:
-                continue
-            smoke = run_smoke(smoke_spec(name, facts, info, dtype), facts)
-            if smoke.ok:
+            why = why_not_runnable(name, facts, info, dtype)
+            if why is None:
                 backends.append(name)
-            else:
-                excluded[name] = smoke.reason.message if smoke.reason else "smoke run failed"
+            elif why[0] == "smoke":
+                excluded[name] = why[1]
     if "eager" not in backends:
         backends.append("eager")  # the baseline of every speedup
     if verify_first:

@@ -220,7 +220,7 @@ def verify(model_name: str = "tiny-exaone", backends: list[str] | None = None, d
     from attnpick.catalog import CATALOG, ORDER, PINNED_SDPA
     from attnpick.decision import Request, choose
     from attnpick.loading import _torch_device, prepare
-    from attnpick.smoke import run_smoke, smoke_spec
+    from attnpick.smoke import why_not_runnable
 
     if facts is None:
         from attnpick.probe import collect_facts
@@ -238,14 +238,11 @@ def verify(model_name: str = "tiny-exaone", backends: list[str] | None = None, d
             skipped[name] = "Unsloth patches the model classes; its parity is checked through its own loader"
             continue
         if name in CATALOG:
-            forced = choose(facts, Request(name, decision.dtype, source="verify"), info).candidate(name)
-            if forced.reasons:
-                if backends:
-                    skipped[name] = "; ".join(r.message for r in forced.reasons)
-                continue
-            smoke = run_smoke(smoke_spec(name, facts, info, decision.dtype), facts, timeout_s=smoke_timeout)
-            if not smoke.ok:
-                skipped[name] = smoke.reason.message if smoke.reason else "smoke run failed"
+            why = why_not_runnable(name, facts, info, decision.dtype, smoke_timeout)
+            if why is not None:
+                stage, message = why
+                if stage == "smoke" or backends:  # ineligible defaults are simply not checked
+                    skipped[name] = message
                 continue
         to_check.append(name)
 

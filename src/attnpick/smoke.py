@@ -90,3 +90,19 @@ def _child(spec: dict[str, Any], timeout_s: float) -> tuple[SmokeResult, bool]:
     tail = f": {child.stderr_tail}" if child.stderr_tail else ""
     reason = Reason("smoke_crashed", f"need the smoke run to survive, have a child that {child.describe_exit()}{tail}")
     return SmokeResult(backend, False, 0.0, reason=reason), False
+
+
+
+def why_not_runnable(backend: str, facts: EnvFacts, model: ModelFacts | None, dtype: str,
+                     timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[str, str] | None:
+    """None when `backend` is eligible here (forced, in `dtype`) and passes its smoke run; else
+    ("ineligible" | "smoke", the reason)."""
+    from attnpick.decision import Request, choose
+
+    cand = choose(facts, Request(backend, dtype, source="check"), model).candidate(backend)
+    if cand.reasons:
+        return "ineligible", "; ".join(r.message for r in cand.reasons)
+    smoke = run_smoke(smoke_spec(backend, facts, model, dtype), facts, timeout_s=timeout_s)
+    if smoke.ok:
+        return None
+    return "smoke", smoke.reason.message if smoke.reason else "smoke run failed"
