@@ -30,9 +30,9 @@ def main() -> int:
                                  max_steps=args.steps, batch_size=args.batch_size, save_steps=10_000,
                                  load_in_4bit=not args.no_4bit, progress=False)
             report = train(config)
-            results[packing] = {"tokens_per_s": report["tokens_per_s"], "seconds": report["seconds"],
-                                "tokens_seen": report["tokens_seen"], "backend": report["backend"],
-                                "packing": report["packing"]["reason"]}
+            results[packing] = {"tokens_per_s": report.tokens_per_s, "seconds": report.seconds,
+                                "tokens_seen": report.tokens_seen, "backend": report.backend,
+                                "packing": report.packing.reason}
     ratio = results["on"]["tokens_per_s"] / results["off"]["tokens_per_s"]
     out = {"model": args.model, "max_seq_length": 256, "batch_size": args.batch_size, "steps": args.steps,
            "packed": results["on"], "padded": results["off"], "ratio": ratio, "target": 1.5, "met": ratio >= 1.5}

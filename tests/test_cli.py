@@ -74,7 +74,7 @@ def test_env_variable_forces_backend_and_flag_wins(tmp_path):
     env.write_text(json.dumps(machine("linux").to_dict()))
     proc = run("plan", "--env", str(env), "--json", env={"ATTNPICK_BACKEND": "eager"})
     data = json.loads(proc.stdout)
-    assert data["chosen"] == "eager" and data["source_detail"] == "ATTNPICK_BACKEND"
+    assert data["chosen"] == "eager" and data["chosen_by"] == "ATTNPICK_BACKEND"
     proc = run("plan", "--env", str(env), "--json", "--backend", "sdpa", env={"ATTNPICK_BACKEND": "eager"})
     assert json.loads(proc.stdout)["chosen"] == "sdpa"
 

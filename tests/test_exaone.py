@@ -16,7 +16,8 @@ from safetensors.torch import load_file, save_file
 
 from attnpick import exaone, tiny
 from attnpick.errors import UsageError
-from attnpick.loading import architecture, load_model
+from attnpick.loading import load_model
+from attnpick.models import architecture
 from attnpick.probe import collect_facts
 
 TRANSFORMERS = Version(__import__("transformers").__version__)

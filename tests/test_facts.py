@@ -39,4 +39,4 @@ def test_minimal_document_is_enough():
 ])
 def test_malformed_documents_name_the_key(doc, needle):
     with pytest.raises(UsageError, match=needle):
-        EnvFacts.from_dict(doc, source="m.json")
+        EnvFacts.from_dict(doc, where="m.json")

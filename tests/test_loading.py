@@ -12,7 +12,8 @@ import pytest
 
 from attnpick import smoke, tiny
 from attnpick.errors import NoBackendError, UsageError
-from attnpick.loading import load_model, resolve_model
+from attnpick.loading import load_model
+from attnpick.models import resolve
 from attnpick.probe import collect_facts
 from tests.hub_layout import hub_cache_copy
 
@@ -52,7 +53,7 @@ def test_cli_load_json_loads_tiny_exaone_natively_with_sdpa():
 
 def test_forced_eager_is_confirmed_as_eager(facts):
     model, _, report = load_model("tiny-exaone", backend="eager", facts=facts)
-    assert report.chosen == "eager" and report.decision.source == "forced"
+    assert report.chosen == "eager" and report.decision.mode == "forced"
     assert report.confirmation.ok
     assert list(report.confirmation.calls) == ["transformers.models.llama.modeling_llama.eager_attention_forward"]
     assert model.config._attn_implementation == "eager"
@@ -68,7 +69,7 @@ def test_forced_flash_attention_2_exits_3_with_reasons():
 @pytest.mark.parametrize("args, needle", [
     (["load", "/nonexistent/model"], "does not exist"),
     (["load", "--backend", "sdpa", "--backend", "xformers"], "exactly one attention backend"),
-    (["load", "--max-seq-length", "0"], "--max-seq-length must be a positive"),
+    (["load", "--max-seq-length", "0"], "(--max-seq-length) must be a whole number"),
     (["load", "--dtype", "int8"], "Unknown dtype"),
 ])
 def test_bad_input_exits_2(args, needle):
@@ -121,13 +122,13 @@ def test_smoke_faults_become_reasons_and_the_chain_goes_on(fault, facts, monkeyp
 
 def test_smoke_results_are_cached_and_a_corrupt_cache_is_rebuilt(facts, tmp_path, monkeypatch):
     monkeypatch.setenv("ATTNPICK_CACHE_DIR", str(tmp_path))
-    spec = smoke.smoke_spec("eager", facts, None, "float32")
-    first = smoke.run_smoke(spec, facts)
+    job = smoke.smoke_job("eager", facts, None, "float32")
+    first = smoke.run_smoke(job, facts)
     assert first.ok and not first.cached
-    assert smoke.run_smoke(spec, facts).cached
+    assert smoke.run_smoke(job, facts).cached
     for f in (tmp_path / "smoke").glob("*.json"):
         f.write_text("{oops")
-    again = smoke.run_smoke(spec, facts)
+    again = smoke.run_smoke(job, facts)
     assert again.ok and not again.cached
 
 
@@ -147,9 +148,9 @@ def test_hub_id_resolves_from_the_local_hub_cache(tmp_path, monkeypatch, facts):
 
     monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
-    folder, source = resolve_model("LGAI-EXAONE/EXAONE-3.5-2.4B-Instruct")
-    assert source == "hub" and folder.resolve() == snapshot.resolve()
+    folder, found_in = resolve("LGAI-EXAONE/EXAONE-3.5-2.4B-Instruct")
+    assert found_in == "hub" and folder.resolve() == snapshot.resolve()
     _, _, report = load_model("LGAI-EXAONE/EXAONE-3.5-2.4B-Instruct", max_seq_length=256, facts=facts)
-    assert report.source == "hub" and report.chosen == "sdpa"
+    assert report.found_in == "hub" and report.chosen == "sdpa"
     with pytest.raises(UsageError, match="neither a local folder nor in the local hub cache"):
-        resolve_model("LGAI-EXAONE/not-downloaded")
+        resolve("LGAI-EXAONE/not-downloaded")

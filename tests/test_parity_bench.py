@@ -11,9 +11,11 @@ import textwrap
 import pytest
 
 from attnpick import parity
-from attnpick.bench import attention_flops, bench, measured_decision, plot
+from attnpick.benchmark import attention_flops, bench, plot
 from attnpick.decision import choose
-from attnpick.loading import load_model, prepare
+from attnpick.loading import load_model
+from attnpick.models import prepare
+from attnpick.policy import measured_decision
 from attnpick.probe import collect_facts
 
 
@@ -133,10 +135,20 @@ def test_kernel_bench_rows_and_memory(kernel_report, tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_flop_counting_is_flashattentions():
-    fwd, fwd_bwd = attention_flops(batch=2, heads=32, seq=4096, head_dim=80)
-    assert fwd == 4 * 2 * 4096 * 4096 * 32 * 80 / 2
-    assert fwd_bwd == fwd * 3.5
+def test_flop_counting_matches_torchs_flop_counter():
+    """Non-causal forward FLOPs equal what torch's FlopCounterMode counts for attention's two matmuls; causal is
+    half of that; forward+backward uses FlashAttention's convention (backward = 2.5x forward)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    batch, heads, seq, head_dim = 2, 4, 64, 16
+    q, k, v = (torch.randn(batch, heads, seq, head_dim) for _ in range(3))
+    with FlopCounterMode(display=False) as counter:
+        (q @ k.transpose(-1, -2)).softmax(-1) @ v
+    full, _ = attention_flops(batch, heads, seq, head_dim, causal=False)
+    causal, fwd_bwd = attention_flops(batch, heads, seq, head_dim)
+    assert full == counter.get_total_flops()
+    assert causal == full / 2 and fwd_bwd == causal * 3.5
 
 
 def test_train_bench_gives_tokens_per_second(facts):
@@ -151,16 +163,18 @@ def test_infer_bench_gives_prefill_and_decode(facts):
     report = bench("tiny-exaone", seq_lens=(64,), mode="infer", backends=["sdpa"], facts=facts, repeats=3,
                    verify_first=False)
     [sdpa, eager] = report.rows
-    assert sdpa.ok and sdpa.metrics["decode_per_token_s"] >= 0 and sdpa.metrics["prefill"]["median_s"] > 0
+    assert sdpa.ok and sdpa.metrics["prefill"]["median_s"] > 0
+    decode = sdpa.metrics["decode"]
+    assert 0 < decode["min_s"] <= decode["median_s"] == sdpa.metrics["decode_per_token_s"]
 
 
 def test_measured_policy_orders_by_measured_time(facts, monkeypatch, tmp_path):
     monkeypatch.setenv("ATTNPICK_CACHE_DIR", str(tmp_path))
-    info = prepare("tiny-exaone").info
-    decision = choose(facts, model=info)
-    measured = measured_decision(facts, decision, "tiny-exaone", seq=64)
+    prepared = prepare("tiny-exaone")
+    decision = choose(facts, model_facts=prepared.model_facts)
+    measured = measured_decision(facts, decision, prepared, seq=64)
     ranked = [c for c in measured.candidates if c.verdict != "rejected"]
-    assert measured.source_detail == "measured" and ranked[0].verdict == "accepted"
+    assert measured.chosen_by == "measured" and ranked[0].verdict == "accepted"
     assert {c.backend for c in ranked} >= {"sdpa", "eager"}
     assert all(c.note and "fwd+bwd" in c.note for c in ranked)
     times = json.loads(next((tmp_path / "measured").glob("*.json")).read_text())["value"]["times"]
@@ -168,7 +182,7 @@ def test_measured_policy_orders_by_measured_time(facts, monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["bench", "--mode", "fast"], "Unknown --mode"),
+    (["bench", "--mode", "fast"], "invalid choice: 'fast'"),
     (["bench", "--seq-lens", "256,abc"], "comma-separated"),
     (["bench", "--plot", "out.jpg"], "ending in .png"),
     (["verify", "--backends", "xformer"], "Unknown backend"),

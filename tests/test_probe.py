@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from attnpick import cache, probe
+from attnpick import cache, files, probe
 from attnpick.facts import PROBED_MODULES
 
 
@@ -25,17 +25,18 @@ def fake_modules(tmp_path, monkeypatch):
 
 
 def test_error_text_is_kept_and_crash_restarts_the_child(fake_modules):
-    results, finished = probe._ImportChild(["fine", "raising", "crashing", "banner", "fine"], 60).collect()
+    results, finished = probe._ImportCheck(["fine", "raising", "crashing", "banner", "fine"], 60).collect()
     assert finished
     assert results["fine"]["ok"] is True
     assert results["raising"] == {"ok": False, "error": "ImportError: libfoo.so: undefined symbol: _ZN3c10",
                                   "details": {}}
     assert results["crashing"]["ok"] is False and "crashed the interpreter" in results["crashing"]["error"]
+    assert "SIGABRT" in results["crashing"]["error"]
     assert results["banner"]["ok"] is True
 
 
 def test_hang_becomes_a_timeout_reason(fake_modules):
-    results, finished = probe._ImportChild(["fine", "hanging", "raising"], 3).collect()
+    results, finished = probe._ImportCheck(["fine", "hanging", "raising"], 3).collect()
     assert not finished
     assert results["fine"]["ok"] is True
     assert results["hanging"]["ok"] is False and "did not finish within 3s" in results["hanging"]["error"]
@@ -66,8 +67,9 @@ def test_collect_facts_on_this_machine_and_cache(monkeypatch, tmp_path):
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path):
-    target = tmp_path / "a" / "b.json"
-    cache.write_json_atomic(target, {"x": 1})
-    cache.write_json_atomic(target, {"x": 2})
-    assert cache.read_json(target) == {"x": 2}
+    target = tmp_path / "b.json"
+    files.write_json(target, {"x": 1})
+    files.write_json(target, {"x": "서울"})
+    assert cache.read_json(target) == {"x": "서울"}
+    assert "서울" in target.read_text(encoding="utf-8")  # UTF-8, readable, whatever the locale
     assert [p.name for p in target.parent.iterdir()] == ["b.json"]

@@ -67,8 +67,8 @@ def tiny_training_model():
     from peft import LoraConfig, get_peft_model
     from transformers import DataCollatorWithFlattening
 
-    from attnpick.data import load_examples
     from attnpick.loading import load_model
+    from attnpick.training.data import load_examples
 
     def make(backend):
         model, tok, _ = load_model("tiny-exaone", max_seq_length=256, backend=backend)
@@ -82,7 +82,7 @@ def tiny_training_model():
 
 @pytest.mark.parametrize("backend", ["sdpa", "eager"])
 def test_packing_check_passes_on_the_training_path(tiny_training_model, backend):
-    from attnpick.training import packing_check
+    from attnpick.training.packing import packing_check
 
     model, examples, collator = tiny_training_model(backend)
     ok, diff, tol = packing_check(model, examples, collator, "float32")
@@ -93,7 +93,7 @@ def test_packing_check_passes_on_the_training_path(tiny_training_model, backend)
 def test_a_contaminating_setup_is_caught(tiny_training_model, planted):
     import torch
 
-    from attnpick.training import decide_packing, packing_check
+    from attnpick.training.packing import decide_packing, packing_check
 
     model, examples, collator = tiny_training_model("sdpa")
     if planted == "cache on":
@@ -212,7 +212,7 @@ def test_two_ranks_agree_on_one_backend(tmp_path):
     report = json.loads((out / "train_report.json").read_text())
     load = json.loads((out / "load_report.json").read_text())
     assert report["world_size"] == 2 and report["backend"] == "eager"
-    assert load["decision"]["source_detail"] == "agreed by every rank"
+    assert load["decision"]["chosen_by"] == "agreed by every rank"
     [rank1] = report["ranks_that_differed"]
     assert rank1["rank"] == 1 and "ATTNPICK_DISABLE_BACKENDS" in rank1["lacked"]["sdpa"]
 

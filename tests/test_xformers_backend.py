@@ -172,8 +172,8 @@ def test_decision_rejects_softcap_and_sinks_models():
     from attnpick.facts import ModelFacts
 
     gpu = machine("linux", "RTX4090", xformers="0.0.33")
-    softcap = choose(gpu, model=ModelFacts(head_dim=128, softcapping=30.0)).candidate("xformers")
-    sinks = choose(gpu, model=ModelFacts(model_type="gpt_oss", head_dim=64, has_sinks=True)).candidate("xformers")
+    softcap = choose(gpu, model_facts=ModelFacts(head_dim=128, softcapping=30.0)).candidate("xformers")
+    sinks = choose(gpu, model_facts=ModelFacts(model_type="gpt_oss", head_dim=64, has_sinks=True)).candidate("xformers")
     assert [r.code for r in softcap.reasons] == ["softcapping_unsupported"]
     assert [r.code for r in sinks.reasons] == ["sinks_unsupported"]
 

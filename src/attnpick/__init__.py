@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __version__ = "0.1.0"
@@ -18,20 +19,23 @@ _LAZY = {
     "ModelFacts": "attnpick.facts",
     "CATALOG": "attnpick.catalog",
     "load_model": "attnpick.loading",
-    "LoadReport": "attnpick.loading",
+    "LoadReport": "attnpick.chain",
     "register_xformers": "attnpick.backends.xformers",
     "verify": "attnpick.parity",
-    "bench": "attnpick.bench",
+    "VerifyReport": "attnpick.parity",
+    "bench": "attnpick.benchmark",
+    "BenchReport": "attnpick.benchmark",
     "train": "attnpick.training",
     "TrainConfig": "attnpick.training",
+    "TrainReport": "attnpick.training",
 }
 
 __all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'attnpick' has no attribute {name!r}")
+    if name not in _LAZY:
+        raise AttributeError(f"module 'attnpick' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # resolved once; a submodule of the same name can no longer shadow it
+    return value

@@ -1,22 +1,23 @@
 """Child process: time one measurement and report its peak memory.
 
-Run as `python -m attnpick._bench_child '<json job>'`. One job per process, so that peak memory is this
-job's alone (CUDA: `max_memory_allocated`; CPU: the growth of the process's peak RSS over the baseline taken
-after the inputs exist) and a crash cannot take the caller down.
+Run as `python -m attnpick._bench_child '<json job>'` through `attnpick.subproc`. One job per process, so that
+peak memory is this job's alone (CUDA: `max_memory_allocated`; CPU: the growth of the process's peak RSS over
+the baseline taken after the inputs exist) and a crash cannot take the caller down. torch and transformers are
+imported by the job that needs them.
 """
 
 from __future__ import annotations
 
-import resource
 import statistics
 import sys
 import time
 from types import SimpleNamespace
 from typing import Any
 
+from attnpick.backends import ensure_registered
+from attnpick.loading import load_model
+from attnpick.probe import collect_facts
 from attnpick.subproc import serve
-
-MARKER = "ATTNPICK-BENCH "
 
 
 def _status_mb(field: str) -> float | None:
@@ -44,8 +45,36 @@ def _rss_peak_mb() -> float:
     hwm = _status_mb("VmHWM")
     if hwm is not None:
         return hwm
+    try:
+        import resource  # POSIX only: absent on Windows
+    except ImportError:
+        return _windows_peak_mb()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 1024 if sys.platform != "darwin" else rss / 2**20
+
+
+def _windows_peak_mb() -> float:
+    """The process's peak working set on Windows (GetProcessMemoryInfo), 0.0 where it cannot be read."""
+    try:
+        import ctypes
+        from ctypes import wintypes
+
+        class Counters(ctypes.Structure):
+            _fields_ = [("cb", wintypes.DWORD), ("PageFaultCount", wintypes.DWORD),
+                        ("PeakWorkingSetSize", ctypes.c_size_t), ("WorkingSetSize", ctypes.c_size_t),
+                        ("QuotaPeakPagedPoolUsage", ctypes.c_size_t), ("QuotaPagedPoolUsage", ctypes.c_size_t),
+                        ("QuotaPeakNonPagedPoolUsage", ctypes.c_size_t), ("QuotaNonPagedPoolUsage", ctypes.c_size_t),
+                        ("PagefileUsage", ctypes.c_size_t), ("PeakPagefileUsage", ctypes.c_size_t)]
+
+        counters = Counters()
+        counters.cb = ctypes.sizeof(Counters)
+        windll = ctypes.windll  # type: ignore[attr-defined]
+        handle = windll.kernel32.GetCurrentProcess()
+        if not windll.psapi.GetProcessMemoryInfo(handle, ctypes.byref(counters), counters.cb):
+            return 0.0
+        return counters.PeakWorkingSetSize / 2**20
+    except (AttributeError, OSError):
+        return 0.0
 
 
 class _Memory:
@@ -99,11 +128,9 @@ def _stats(times: list[float]) -> dict[str, float]:
 
 def kernel(job: dict[str, Any]) -> dict[str, Any]:
     """The attention function alone, as transformers calls it, at the model's shapes; causal, no padding."""
-    import torch
+    import torch  # heavy: imported by the job that needs it
     from transformers import AttentionInterface
     from transformers.models.llama.modeling_llama import eager_attention_forward
-
-    from attnpick.backends import ensure_registered
 
     impl = job["backend"]
     ensure_registered(impl)
@@ -161,9 +188,6 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
     """One training step of the real model (LoRA when asked): tokens/s and peak memory."""
     import torch
 
-    from attnpick.loading import load_model
-    from attnpick.probe import collect_facts
-
     model, _, report = load_model(job["model"], max_seq_length=job["seq"], dtype=job["dtype"],
                                   backend=job["backend"], facts=collect_facts())
     device = next(model.parameters()).device
@@ -194,9 +218,6 @@ def infer(job: dict[str, Any]) -> dict[str, Any]:
     """Prefill of `seq` tokens, then per-token decode with the KV cache."""
     import torch
 
-    from attnpick.loading import load_model
-    from attnpick.probe import collect_facts
-
     model, _, _ = load_model(job["model"], max_seq_length=job["seq"] + 64, dtype=job["dtype"],
                              backend=job["backend"], facts=collect_facts())
     model.eval()
@@ -210,25 +231,38 @@ def infer(job: dict[str, Any]) -> dict[str, Any]:
         with torch.no_grad():
             return model(input_ids=ids, use_cache=True)
 
-    def decode() -> None:
+    def decode_steps() -> float:
+        """Seconds for `new_tokens` decode steps after an untimed prefill (a fresh cache each time)."""
         with torch.no_grad():
             out = model(input_ids=ids, use_cache=True)
             cache, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
+            _sync(device)
+            start = time.perf_counter()
             for _ in range(new_tokens):
                 out = model(input_ids=nxt, past_key_values=cache, use_cache=True)
                 cache, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
+            _sync(device)
+            return time.perf_counter() - start
 
     pre = _stats(_timed(prefill, device, job["warmup"], job["repeats"]))
-    total = _stats(_timed(decode, device, max(1, job["warmup"] // 2), max(3, job["repeats"] // 2)))
-    per_token = max(0.0, total["median_s"] - pre["median_s"]) / new_tokens
-    return {"prefill": pre, "decode_per_token_s": per_token, "peak_mb": memory.peak_mb()}
+    for _ in range(max(1, job["warmup"] // 2)):
+        decode_steps()
+    decode = _stats([decode_steps() / new_tokens for _ in range(max(3, job["repeats"] // 2))])
+    return {"prefill": pre, "decode": decode, "decode_per_token_s": decode["median_s"], "peak_mb": memory.peak_mb()}
+
+
+def _sync(device: Any) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 JOBS = {"kernel": kernel, "matmul_peak": matmul_peak, "train": train, "infer": infer}
 
 
 def main(argv: list[str]) -> int:
-    return serve(argv, MARKER, lambda job: JOBS[job["job"]](job))
+    return serve(argv, lambda job: JOBS[job["job"]](job))
 
 
 if __name__ == "__main__":

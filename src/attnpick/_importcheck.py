@@ -1,19 +1,17 @@
 """Child process: import each module named on the command line and report one JSON line per module.
 
-Run as `python -m attnpick._importcheck MODULE...`. Lines start with a marker because some packages
-(Unsloth) print banners on import. Runs in a child so that a crash, a hang or a patching import never
-touches the caller.
+Run as `python -m attnpick._importcheck MODULE...` through `attnpick.subproc`. Results are marked lines
+because some packages (Unsloth) print banners on import. Runs in a child so that a crash, a hang or a
+patching import never touches the caller.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import sys
-import traceback
 from typing import Any
 
-MARKER = "ATTNPICK-IMPORT "
+from attnpick.subproc import emit, error_line
 
 
 def _details(module: str) -> dict[str, Any]:
@@ -45,10 +43,8 @@ def main(modules: list[str]) -> int:
             record["details"] = _details(module)
         except BaseException as exc:  # noqa: BLE001 - the text of any failure is the fact we report
             record["ok"] = False
-            last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-            record["error"] = last
-        sys.stdout.write(MARKER + json.dumps(record) + "\n")
-        sys.stdout.flush()
+            record["error"] = error_line(exc)
+        emit(record)
     return 0
 
 

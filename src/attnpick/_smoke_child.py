@@ -1,27 +1,30 @@
 """Child process: prove one attention backend on this device, at the model's attention shapes.
 
-Run as `python -m attnpick._smoke_child '<json spec>'`. Builds a one-layer Llama with the model's query
-heads, kv heads (GQA) and head_dim, loads it with the backend, and runs a forward and a backward pass on a
-padded batch (one left-padded and one right-padded row). Prints one marker line with the result. Runs in a
-child so that a segfault, a CUDA fault or a hang cannot take the caller down.
+Run as `python -m attnpick._smoke_child '<json job>'` through `attnpick.subproc`. Builds a one-layer Llama
+with the model's query heads, kv heads (GQA) and head_dim, loads it with the backend, and runs a forward and
+a backward pass on a padded batch (one left-padded and one right-padded row). Prints one marked result line.
+Runs in a child so that a segfault, a CUDA fault or a hang cannot take the caller down.
+
+torch and transformers are imported inside the functions: for the Unsloth job, Unsloth must be imported
+before them.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 from typing import Any
 
+from attnpick.backends import ensure_registered
 from attnpick.subproc import serve
 
-MARKER = "ATTNPICK-SMOKE "
 
-
-def _tiny_llama(spec: dict[str, Any]) -> Any:
+def _tiny_llama(job: dict[str, Any]) -> Any:
     from transformers import LlamaConfig
 
-    heads, kv, head_dim = spec["heads"], spec["kv_heads"], spec["head_dim"]
+    heads, kv, head_dim = job["heads"], job["kv_heads"], job["head_dim"]
     return LlamaConfig(
         vocab_size=128, hidden_size=heads * head_dim, intermediate_size=64, num_hidden_layers=1,
         num_attention_heads=heads, num_key_value_heads=kv, head_dim=head_dim, max_position_embeddings=4096,
@@ -29,10 +32,10 @@ def _tiny_llama(spec: dict[str, Any]) -> Any:
     )
 
 
-def _batch(spec: dict[str, Any], device: Any) -> dict[str, Any]:
+def _batch(job: dict[str, Any], device: Any) -> dict[str, Any]:
     import torch
 
-    seq, pad = spec["seq"], max(1, spec["seq"] // 4)
+    seq, pad = job["seq"], max(1, job["seq"] // 4)
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(1, 128, (2, seq), generator=gen)
     mask = torch.ones(2, seq, dtype=torch.long)
@@ -42,24 +45,20 @@ def _batch(spec: dict[str, Any], device: Any) -> dict[str, Any]:
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
 
 
-def _run_transformers(spec: dict[str, Any]) -> dict[str, Any]:
+def _run_transformers(job: dict[str, Any]) -> dict[str, Any]:
     import torch
     from transformers import LlamaForCausalLM
 
-    from attnpick.backends import ensure_registered
-
-    ensure_registered(spec["backend"])
-    device = torch.device(spec["device"])
-    dtype = getattr(torch, spec["dtype"])
+    ensure_registered(job["backend"])
+    device = torch.device(job["device"])
+    dtype = getattr(torch, job["dtype"])
     torch.manual_seed(0)
-    model = LlamaForCausalLM(_tiny_llama(spec)).to(device=device, dtype=dtype)
-    model.set_attn_implementation(spec["backend"])
-    return _forward_backward(model, spec, device)
+    model = LlamaForCausalLM(_tiny_llama(job)).to(device=device, dtype=dtype)
+    model.set_attn_implementation(job["backend"])
+    return _forward_backward(model, job, device)
 
 
-def _run_unsloth(spec: dict[str, Any]) -> dict[str, Any]:
-    import tempfile
-
+def _run_unsloth(job: dict[str, Any]) -> dict[str, Any]:
     import unsloth  # noqa: F401 - before torch and transformers, as Unsloth asks
     import torch
     from transformers import LlamaForCausalLM
@@ -67,13 +66,13 @@ def _run_unsloth(spec: dict[str, Any]) -> dict[str, Any]:
 
     folder = tempfile.mkdtemp(prefix="attnpick-smoke-")
     torch.manual_seed(0)
-    LlamaForCausalLM(_tiny_llama(spec)).save_pretrained(folder)
+    LlamaForCausalLM(_tiny_llama(job)).save_pretrained(folder)
     _save_tokenizer(folder)
-    dtype = getattr(torch, spec["dtype"])
-    model, _ = FastLanguageModel.from_pretrained(folder, max_seq_length=max(64, spec["seq"]), dtype=dtype,
+    dtype = getattr(torch, job["dtype"])
+    model, _ = FastLanguageModel.from_pretrained(folder, max_seq_length=max(64, job["seq"]), dtype=dtype,
                                                  load_in_4bit=False, local_files_only=True)
     device = next(model.parameters()).device
-    return _forward_backward(model, spec, device)
+    return _forward_backward(model, job, device)
 
 
 def _save_tokenizer(folder: str) -> None:
@@ -86,18 +85,18 @@ def _save_tokenizer(folder: str) -> None:
     PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="t0", eos_token="t2").save_pretrained(folder)
 
 
-def _forward_backward(model: Any, spec: dict[str, Any], device: Any) -> dict[str, Any]:
+def _forward_backward(model: Any, job: dict[str, Any], device: Any) -> dict[str, Any]:
     import torch
 
-    batch = _batch(spec, device)
-    model.train(spec.get("training", True))
+    batch = _batch(job, device)
+    model.train(job.get("training", True))
     start = time.perf_counter()
     out = model(**batch, use_cache=False)
     logits = out.logits.float()
     keep = batch["attention_mask"].bool()
     if not torch.isfinite(logits[keep]).all():
         raise FloatingPointError("non-finite logits at non-padding positions")
-    if spec.get("training", True):
+    if job.get("training", True):
         logits[keep].square().mean().backward()
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         if not grads:
@@ -109,13 +108,13 @@ def _forward_backward(model: Any, spec: dict[str, Any], device: Any) -> dict[str
     return {"seconds": round(time.perf_counter() - start, 4)}
 
 
-def _run(spec: dict[str, Any]) -> dict[str, Any]:
+def _run(job: dict[str, Any]) -> dict[str, Any]:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    return _run_unsloth(spec) if spec["backend"] == "unsloth" else _run_transformers(spec)
+    return _run_unsloth(job) if job["backend"] == "unsloth" else _run_transformers(job)
 
 
 def main(argv: list[str]) -> int:
-    return serve(argv, MARKER, _run)
+    return serve(argv, _run)
 
 
 if __name__ == "__main__":

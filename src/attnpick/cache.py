@@ -1,21 +1,29 @@
-"""The user cache: fingerprinted JSON entries, written atomically, ignored when corrupt."""
+"""The user cache: JSON entries keyed by a fingerprint of what they depend on, written atomically.
+
+An entry that is missing, corrupt, written for another key, or of an unexpected shape counts as a miss and
+is rewritten by the caller: a bad cache file never breaks a command.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from attnpick import files
+
+CACHE_ENV = "ATTNPICK_CACHE_DIR"
 
 
 def cache_dir() -> Path:
     """`$ATTNPICK_CACHE_DIR`, else the platform's user cache folder for attnpick."""
-    override = os.environ.get("ATTNPICK_CACHE_DIR")
+    override = os.environ.get(CACHE_ENV)
     if override:
         return Path(override)
-    from platformdirs import user_cache_dir
+    from platformdirs import user_cache_dir  # only when the cache is used
 
     return Path(user_cache_dir("attnpick", appauthor=False))
 
@@ -30,33 +38,31 @@ def read_json(path: Path) -> Any | None:
     """The JSON document at `path`, or None when it is missing or corrupt (it will be rebuilt)."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write `data` so that readers see the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def cached(kind: str, key: dict[str, Any]) -> tuple[Path, Any | None]:
-    """The cache file for (`kind`, fingerprint of `key`) and its content if present and valid."""
+def cached(kind: str, key: dict[str, Any], valid: Callable[[Any], bool] | None = None) -> tuple[Path, Any | None]:
+    """The cache file for (`kind`, fingerprint of `key`) and its value, or None when the entry is absent,
+    corrupt, for another key, or fails `valid` (a check of the value's shape)."""
     path = cache_dir() / kind / f"{fingerprint(key)}.json"
     entry = read_json(path)
     if not isinstance(entry, dict) or entry.get("key") != json.loads(json.dumps(key, default=str)):
         return path, None
-    return path, entry.get("value")
+    value = entry.get("value")
+    if valid is not None:
+        try:
+            if not valid(value):
+                return path, None
+        except (TypeError, KeyError, AttributeError, ValueError):
+            return path, None
+    return path, value
 
 
 def store(path: Path, key: dict[str, Any], value: Any) -> None:
-    write_json_atomic(path, {"key": key, "value": value})
+    """Write one entry; a cache that cannot be written (read-only home, full disk) is not an error."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        files.write_json(path, {"key": json.loads(json.dumps(key, default=str)), "value": value}, indent=1)
+    except OSError:
+        pass

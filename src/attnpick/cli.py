@@ -1,21 +1,40 @@
 """The `attnpick` command: parse, call, render, exit code. Nothing else lives here.
 
-Exit codes: 0 success; 2 bad input or usage (one line, no traceback); 3 the forced backend cannot run here
-or nothing is eligible (every reason is printed); 4 a backend failed parity (`verify`).
+Exit codes: 0 success; 1 an unexpected error (one line naming the log with the traceback); 2 bad input or
+usage (one line, no traceback); 3 the forced backend cannot run here or nothing is eligible (every reason is
+printed); 4 a backend failed parity (`verify`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
+import time
+import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
-from attnpick.errors import AttnpickError, UsageError
+from attnpick import files, tiny
+from attnpick.benchmark import MODES, bench, plot
+from attnpick.cache import cache_dir
+from attnpick.catalog import BACKEND_NAMES, DTYPES
+from attnpick.decision import Request, choose
+from attnpick.errors import AttnpickError, NoBackendError, UsageError
+from attnpick.facts import EnvFacts
+from attnpick.loading import POLICIES, check_load_options, decide, load_model
+from attnpick.model_info import read_model_facts
+from attnpick.models import prepare
+from attnpick.parity import verify
+from attnpick.probe import collect_facts, disabled_backends
+from attnpick.subproc import SMOKE_TIMEOUT_S
+from attnpick.training.config import TrainConfig, cli_fields
 
 BACKEND_ENV = "ATTNPICK_BACKEND"
+DEBUG_ENV = "ATTNPICK_DEBUG"
+MODEL_HELP = f"{tiny.NAME} (default), a local folder laid out like the hub, or a hub id in the local cache"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,27 +42,62 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message}. Run '{self.prog} --help' for the options.")
 
 
-def _decision_options(parser: argparse.ArgumentParser) -> None:
-    from attnpick.catalog import BACKEND_NAMES, DTYPES
-
+def _backend_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", action="append", metavar="NAME|auto",
                         help=f"auto (default) or one of: {', '.join(BACKEND_NAMES)}; env {BACKEND_ENV}")
-    parser.add_argument("--dtype", metavar="DTYPE", help=f"one of {', '.join(DTYPES)}; default: the device's best")
+
+
+def _dtype_option(parser: argparse.ArgumentParser, what: str = "compute dtype") -> None:
+    parser.add_argument("--dtype", metavar="DTYPE", help=f"{what}: {', '.join(DTYPES)}; default: the device's best")
+
+
+def _json_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--json", action="store_true", help=f"print {what} as JSON instead of tables")
+
+
+def _decision_options(parser: argparse.ArgumentParser) -> None:
+    _backend_option(parser)
+    _dtype_option(parser)
     parser.add_argument("--model", metavar="DIR", help="a local model folder; only its config.json is read")
     parser.add_argument("--inference", action="store_true", help="no training planned (no backward pass needed)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    _json_option(parser, "the facts and the decision")
+
+
+def _train_options(parser: argparse.ArgumentParser) -> None:
+    """One option per `TrainConfig` field, with the field's help and default."""
+    for name, default, meta in cli_fields():
+        kind = meta.get("kind")
+        if meta.get("positional"):
+            parser.add_argument(name, nargs="?", default=default, help=meta["help"])
+        elif kind == "backend":
+            _backend_option(parser)
+        elif meta.get("action"):
+            flag = meta.get("flag", "--" + name.replace("_", "-"))
+            parser.add_argument(flag, dest=name, action=meta["action"], help=meta["help"])
+        else:
+            flag = meta.get("flag", "--" + name.replace("_", "-"))
+            value_type = {"list": str}.get(kind or "", type(default) if default is not None else str)
+            shown = ",".join(default) if isinstance(default, list) else default
+            parser.add_argument(flag, *meta.get("aliases", ()), dest=name, type=value_type, default=shown,
+                                metavar=meta.get("metavar"), choices=meta.get("choices"),
+                                required=meta.get("required", False),
+                                help=meta["help"] + ("" if meta.get("required") or default is None
+                                                     else f" (default: {shown})"))
+    _json_option(parser, "the train report (no progress bar)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="attnpick", description="Pick the fastest attention backend that really works here.")
+    parser = _Parser(prog="attnpick", description="Pick the fastest attention backend that really works here, prove "
+                     "it, load the model with it, and fine-tune.")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     doctor = sub.add_parser("doctor", help="probe this machine and explain the choice of backend")
     _decision_options(doctor)
     doctor.add_argument("--fresh", action="store_true", help="ignore cached import checks")
-    doctor.add_argument("--policy", default="auto", choices=("auto", "measured"),
+    doctor.add_argument("--policy", default="auto", choices=POLICIES,
                         help="measured: rank eligible backends by measured speed (shapes of --model, default "
-                             "tiny-exaone, at --seq-len) among those that pass parity")
+                             f"{tiny.NAME}, at --seq-len) among those that pass parity")
     doctor.add_argument("--seq-len", type=int, default=256, metavar="N", help="sequence length for --policy measured")
     doctor.set_defaults(func=cmd_doctor)
 
@@ -54,158 +108,117 @@ def build_parser() -> argparse.ArgumentParser:
     plan.set_defaults(func=cmd_plan)
 
     load = sub.add_parser("load", help="load a model with the fastest backend proven to work here")
-    load.add_argument("model", nargs="?", default="tiny-exaone",
-                      help="tiny-exaone (default), a local folder laid out like the hub, or a cached hub id")
-    load.add_argument("--backend", action="append", metavar="NAME|auto", help=f"auto (default) or one backend; "
-                      f"env {BACKEND_ENV}")
-    load.add_argument("--dtype", metavar="DTYPE", help="bfloat16, float16 or float32; default: the device's best")
+    load.add_argument("model", nargs="?", default=tiny.NAME, help=MODEL_HELP)
+    _backend_option(load)
+    _dtype_option(load)
     load.add_argument("--4bit", dest="load_in_4bit", action="store_true", help="bitsandbytes NF4 (QLoRA)")
-    load.add_argument("--max-seq-length", type=int, default=2048, metavar="N")
+    load.add_argument("--max-seq-length", type=int, default=2048, metavar="N",
+                      help="longest sequence the model will see (default: 2048)")
     load.add_argument("--trust-remote-code", action="store_true",
                       help="allow the repository's own Python code (only used when transformers has no class)")
     load.add_argument("--exaone-as-llama", action="store_true",
                       help="load EXAONE through attnpick's Llama mapping even where transformers has it natively")
-    load.add_argument("--smoke-timeout", type=float, default=300.0, metavar="S")
+    load.add_argument("--smoke-timeout", type=float, default=SMOKE_TIMEOUT_S, metavar="S",
+                      help=f"seconds one smoke run may take (default: {SMOKE_TIMEOUT_S:g})")
     load.add_argument("--fresh", action="store_true", help="ignore cached import checks and smoke results")
-    load.add_argument("--policy", default="auto", choices=("auto", "measured"),
+    load.add_argument("--policy", default="auto", choices=POLICIES,
                       help="auto: the guide's order; measured: the fastest backend that passed parity here")
-    load.add_argument("--json", action="store_true", help="print the load report as JSON")
+    _json_option(load, "the load report")
     load.set_defaults(func=cmd_load, inference=False)
 
-    verify = sub.add_parser("verify", help="compare every working backend with eager float32 on a padded batch")
-    verify.add_argument("model", nargs="?", default="tiny-exaone")
-    verify.add_argument("--backends", metavar="A,B", help="backends to check (default: every one that runs here)")
-    verify.add_argument("--dtype", metavar="DTYPE", help="dtype of the backends (the reference is float32)")
-    verify.add_argument("--lora", action="store_true", help="attach a LoRA and compare LoRA gradients")
-    verify.add_argument("--json", action="store_true")
-    verify.set_defaults(func=cmd_verify)
+    ver = sub.add_parser("verify", help="compare every working backend with eager float32 on a padded batch")
+    ver.add_argument("model", nargs="?", default=tiny.NAME, help=MODEL_HELP)
+    ver.add_argument("--backends", metavar="A,B", help="backends to check (default: every one that runs here)")
+    _dtype_option(ver, "dtype of the backends (the reference is float32)")
+    ver.add_argument("--lora", action="store_true", help="attach a LoRA and compare LoRA gradients")
+    _json_option(ver, "the parity report")
+    ver.set_defaults(func=cmd_verify)
 
-    bench = sub.add_parser("bench", help="measure speed and memory of every backend that passed parity")
-    bench.add_argument("model", nargs="?", default="tiny-exaone")
-    bench.add_argument("--seq-lens", default="256,1024,4096", metavar="A,B,C")
-    bench.add_argument("--batch", type=int, default=1, metavar="N")
-    bench.add_argument("--mode", default="kernel", metavar="kernel|train|infer")
-    bench.add_argument("--backends", metavar="A,B", help="backends to measure (default: every one that runs here)")
-    bench.add_argument("--dtype", metavar="DTYPE")
-    bench.add_argument("--lora", action="store_true", help="train mode: train a LoRA only")
-    bench.add_argument("--repeats", type=int, metavar="N")
-    bench.add_argument("--no-verify", action="store_true", help="skip the parity check before timing")
-    bench.add_argument("--plot", metavar="FILE.png")
-    bench.add_argument("--json", action="store_true")
-    bench.set_defaults(func=cmd_bench)
+    ben = sub.add_parser("bench", help="measure speed and memory of every backend that passed parity")
+    ben.add_argument("model", nargs="?", default=tiny.NAME, help=MODEL_HELP)
+    ben.add_argument("--seq-lens", default="256,1024,4096", metavar="A,B,C",
+                     help="sequence lengths to measure (default: 256,1024,4096)")
+    ben.add_argument("--batch", type=int, default=1, metavar="N", help="batch size (default: 1)")
+    ben.add_argument("--mode", default="kernel", choices=MODES,
+                     help="kernel: the attention op alone; train: a training step; infer: prefill and decode")
+    ben.add_argument("--backends", metavar="A,B", help="backends to measure (default: every one that runs here)")
+    _dtype_option(ben)
+    ben.add_argument("--lora", action="store_true", help="train mode: train a LoRA only")
+    ben.add_argument("--repeats", type=int, metavar="N", help="timed repeats per measurement (default: 20 GPU, 5 CPU)")
+    ben.add_argument("--no-verify", action="store_true", help="skip the parity check before timing")
+    ben.add_argument("--plot", metavar="FILE.png", help="also write a PNG of speedup over eager and peak memory")
+    _json_option(ben, "the bench report")
+    ben.set_defaults(func=cmd_bench)
 
     tr = sub.add_parser("train", help="QLoRA fine-tune with the proven backend (packing checked, exact resume)")
-    tr.add_argument("model", nargs="?", default="tiny-exaone")
-    tr.add_argument("--data", default="embedded", metavar="FILE.jsonl",
-                    help="chat, instruction/input/output or prompt/completion JSONL (default: the embedded set)")
-    tr.add_argument("--output", required=True, metavar="DIR")
-    tr.add_argument("--backend", action="append", metavar="NAME|auto")
-    tr.add_argument("--dtype", metavar="DTYPE")
-    tr.add_argument("--no-4bit", dest="load_in_4bit", action="store_false", help="LoRA on the full-precision model")
-    tr.add_argument("--max-seq-length", type=int, default=256, metavar="N")
-    tr.add_argument("--packing", default="auto", metavar="auto|on|off")
-    tr.add_argument("--epochs", type=float, default=1.0)
-    tr.add_argument("--max-steps", type=int, default=-1)
-    tr.add_argument("--batch-size", type=int, default=8)
-    tr.add_argument("--grad-accum", type=int, default=1)
-    tr.add_argument("--learning-rate", "--lr", type=float, default=2e-4)
-    tr.add_argument("--scheduler", default="linear", metavar="NAME", help="transformers' lr_scheduler_type")
-    tr.add_argument("--warmup", type=float, default=0.0, help="< 1: fraction of the steps; >= 1: steps")
-    tr.add_argument("--seed", type=int, default=42)
-    tr.add_argument("--logging-steps", type=int, default=1)
-    tr.add_argument("--save-steps", type=int, default=50)
-    tr.add_argument("--lora-r", type=int, default=16)
-    tr.add_argument("--lora-alpha", type=int, default=32)
-    tr.add_argument("--lora-dropout", type=float, default=0.0)
-    tr.add_argument("--target-modules", default=",".join(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                          "up_proj", "down_proj"]))
-    tr.add_argument("--resume", action="store_true", help="continue from the output folder's last complete checkpoint")
-    tr.add_argument("--json", action="store_true", help="print the train report as JSON (no progress bar)")
+    _train_options(tr)
     tr.set_defaults(func=cmd_train, inference=False)
     return parser
 
 
-def _request(args: argparse.Namespace) -> Any:
-    from attnpick.decision import Request
-    from attnpick.probe import disabled_backends
-
+def _request(args: argparse.Namespace) -> Request:
     off = disabled_backends()
     if args.backend:
-        return Request.from_names(args.backend, args.dtype, not args.inference, source="--backend", disabled=off)
+        return Request.from_names(args.backend, args.dtype, not args.inference, origin="--backend", disabled=off)
     if os.environ.get(BACKEND_ENV):
-        return Request.from_names(os.environ[BACKEND_ENV], args.dtype, not args.inference, source=BACKEND_ENV,
+        return Request.from_names(os.environ[BACKEND_ENV], args.dtype, not args.inference, origin=BACKEND_ENV,
                                   disabled=off)
     return Request.from_names(None, args.dtype, not args.inference, disabled=off)
 
 
-def _model(args: argparse.Namespace) -> Any:
-    if not args.model:
-        return None
-    from attnpick.model_info import read_model_facts
-
-    return read_model_facts(args.model)
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-def _finish(decision: Any, payload: dict[str, Any], as_json: bool, show: Any) -> int:
-    if as_json:
-        print(json.dumps(payload, indent=2, ensure_ascii=False))
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from attnpick.render import print_doctor
+
+    request = _request(args)
+    if args.seq_len < 1:
+        raise UsageError(f"--seq-len must be a positive number of tokens, got {args.seq_len}.")
+    prepared = prepare(args.model or tiny.NAME) if args.policy == "measured" else None
+    model_facts = read_model_facts(args.model) if args.model else None
+    facts = collect_facts(fresh=args.fresh)
+    if prepared is not None:
+        _quiet_transformers()
+        decision = decide(facts, request, prepared, args.policy, args.seq_len, use_cache=not args.fresh)
     else:
-        show()
+        decision = choose(facts, request, model_facts)
+    if args.json:
+        _print_json({"facts": facts.to_dict(), "decision": decision.to_dict()})
+    else:
+        print_doctor(_console(), facts, decision)
     decision.require()
     return 0
 
 
-def cmd_doctor(args: argparse.Namespace) -> int:
-    from attnpick.decision import choose
-    from attnpick.probe import collect_facts
-
-    request, model = _request(args), _model(args)
-    facts = collect_facts(fresh=args.fresh)
-    decision = choose(facts, request, model)
-    if args.policy == "measured" and not request.forced:
-        from attnpick.bench import measured_decision
-
-        _quiet_transformers()
-        decision = measured_decision(facts, decision, args.model or "tiny-exaone", args.seq_len,
-                                     use_cache=not args.fresh)
-
-    def show() -> None:
-        from rich.console import Console
-
-        from attnpick.render import print_doctor
-
-        print_doctor(Console(), facts, decision)
-
-    return _finish(decision, {"facts": facts.to_dict(), "decision": decision.to_dict()}, args.json, show)
-
-
 def cmd_plan(args: argparse.Namespace) -> int:
-    from attnpick.decision import choose
-    from attnpick.facts import EnvFacts
+    from attnpick.render import facts_table, print_decision
 
-    request, model = _request(args), _model(args)
-    facts = EnvFacts.from_dict(_read_facts_doc(args.env), source=args.env)
-    decision = choose(facts, request, model)
-
-    def show() -> None:
-        from rich.console import Console
-
-        from attnpick.render import facts_table, print_decision
-
-        console = Console()
+    request = _request(args)
+    model_facts = read_model_facts(args.model) if args.model else None
+    facts = EnvFacts.from_dict(_read_facts_doc(args.env), where=args.env)
+    decision = choose(facts, request, model_facts)
+    if args.json:
+        _print_json(decision.to_dict())
+    else:
+        console = _console()
         console.print(facts_table(facts))
         print_decision(console, decision)
-
-    return _finish(decision, decision.to_dict(), args.json, show)
+    decision.require()
+    return 0
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from attnpick.errors import NoBackendError
-    from attnpick.loading import load_model
-    from attnpick.probe import collect_facts
+    from attnpick.render import print_load_report
 
-    if args.max_seq_length < 1:
-        raise UsageError(f"--max-seq-length must be a positive number of tokens, got {args.max_seq_length}.")
+    check_load_options(args.max_seq_length, args.policy, args.smoke_timeout)
     request = _request(args)
     facts = collect_facts(fresh=args.fresh)
     _quiet_transformers()
@@ -218,22 +231,16 @@ def cmd_load(args: argparse.Namespace) -> int:
         )
     except NoBackendError as exc:
         if args.json and exc.decision is not None:
-            print(json.dumps({"error": str(exc), "decision": exc.decision.to_dict()}, indent=2, ensure_ascii=False))
+            _print_json({"error": str(exc), "decision": exc.decision.to_dict()})
         raise
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        _print_json(report.to_dict())
     else:
-        from rich.console import Console
-
-        from attnpick.render import print_load_report
-
-        print_load_report(Console(), report)
+        print_load_report(_console(), report)
     return 0
 
 
 def _backend_list(text: str | None) -> list[str] | None:
-    from attnpick.catalog import BACKEND_NAMES
-
     if not text:
         return None
     names = [n.strip() for n in text.split(",") if n.strip()]
@@ -250,40 +257,34 @@ def _registered_in_transformers(name: str) -> bool:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from attnpick.decision import Request
-    from attnpick.parity import verify
+    from attnpick.render import print_verify
 
     backends = _backend_list(args.backends)
     dtype = Request.from_names(None, args.dtype).dtype
     _quiet_transformers()
     report = verify(args.model, backends=backends, dtype=dtype, lora=args.lora)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        _print_json(report.to_dict())
     else:
-        from rich.console import Console
-
-        from attnpick.render import print_verify
-
-        print_verify(Console(), report)
+        print_verify(_console(), report)
     if not report.results:
         raise UsageError("No backend could be verified here; see 'attnpick doctor'.")
     return 0 if report.ok else 4
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from attnpick.bench import MODES, bench, plot
-    from attnpick.decision import Request
+    from attnpick.render import print_bench
 
-    if args.mode not in MODES:
-        raise UsageError(f"Unknown --mode {args.mode!r}. Choose one of: {', '.join(MODES)}.")
     try:
         seq_lens = tuple(int(x) for x in args.seq_lens.split(",") if x.strip())
     except ValueError:
         raise UsageError(f"--seq-lens must be comma-separated token counts, got {args.seq_lens!r}.") from None
     if not seq_lens or min(seq_lens) < 1 or args.batch < 1 or (args.repeats is not None and args.repeats < 1):
         raise UsageError("--seq-lens, --batch and --repeats must be positive numbers.")
-    if args.plot and not args.plot.lower().endswith(".png"):
-        raise UsageError(f"--plot writes a PNG; give a file name ending in .png, got {args.plot!r}.")
+    if args.plot:
+        if not args.plot.lower().endswith(".png"):
+            raise UsageError(f"--plot writes a PNG; give a file name ending in .png, got {args.plot!r}.")
+        files.check_writable_file(args.plot, "--plot")
     backends = _backend_list(args.backends)
     dtype = Request.from_names(None, args.dtype).dtype
     _quiet_transformers()
@@ -292,76 +293,87 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.plot:
         plot(report, args.plot)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        _print_json(report.to_dict())
     else:
-        from rich.console import Console
-
-        from attnpick.render import print_bench
-
-        print_bench(Console(), report)
+        print_bench(_console(), report)
         if args.plot:
             print(f"plot: {args.plot}")
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from attnpick.training import TrainConfig, train
+    from attnpick.render import print_train
+    from attnpick.training.run import train
 
     request = _request(args)
-    config = TrainConfig(
-        model=args.model, data=args.data, output=args.output, backend=request.backend, dtype=request.dtype,
-        load_in_4bit=args.load_in_4bit, max_seq_length=args.max_seq_length, packing=args.packing,
-        epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
-        learning_rate=args.learning_rate, scheduler=args.scheduler, warmup=args.warmup, seed=args.seed,
-        logging_steps=args.logging_steps, save_steps=args.save_steps, lora_r=args.lora_r,
-        lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-        target_modules=[m.strip() for m in args.target_modules.split(",") if m.strip()], resume=args.resume,
-        progress=not args.json,
-    )
+    values = {name: getattr(args, name) for name, _, _ in cli_fields()}
+    values.update(backend=request.backend, dtype=request.dtype, progress=not args.json,
+                  target_modules=[m.strip() for m in args.target_modules.split(",") if m.strip()])
     _quiet_transformers()
-    report = train(config)
-    if not report:
+    report = train(TrainConfig(**values))
+    if report is None:
         return 0  # not rank 0
     if args.json:
-        print(json.dumps(report, indent=2, ensure_ascii=False))
+        _print_json(report.to_dict())
     else:
-        from rich.console import Console
-
-        from attnpick.render import print_train
-
-        load = json.loads((Path(args.output) / "load_report.json").read_text(encoding="utf-8"))
-        print_train(Console(), report, args.output, load)
+        print_train(_console(), report)
     return 0
 
 
+def _drop_bnb_cpu_kernel_warning(record: logging.LogRecord) -> bool:
+    """bitsandbytes warns on import, on AVX512-BF16 CPUs, that it cannot fetch a hub kernel for its CPU inference
+    layout; attnpick keeps 4-bit layers out of that layout (attnpick.quantization.keep_trainable)."""
+    return "gemm_4bit_forward" not in str(record.msg)
+
+
 def _quiet_transformers() -> None:
+    """The CLI's logging: transformers' errors only, no download bars, and no bitsandbytes import noise."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_drop_bnb_cpu_kernel_warning)
 
 
 def _read_facts_doc(name: str) -> Any:
+    hint = "Write one with 'attnpick doctor --json > FILE'."
     try:
-        text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+        text = sys.stdin.read() if name == "-" else files.read_text(name)
     except FileNotFoundError:
-        raise UsageError(
-            f"Facts file {name!r} does not exist. Write one with 'attnpick doctor --json > FILE'."
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"Facts file {name!r} cannot be read: {exc}.") from None
+        raise UsageError(f"Facts file {name!r} does not exist. {hint}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"Facts file {name!r} is neither UTF-8 nor UTF-16 text. Save it as UTF-8. {hint}") from None
+    except OSError as exc:
+        raise UsageError(f"Facts file {name!r} cannot be read ({exc.strerror or exc}). {hint}") from None
     try:
-        doc = json.loads(text)
+        doc = json.loads(text.lstrip("\ufeff"))
+    except RecursionError:
+        raise UsageError(f"Facts file {name!r} is nested too deeply to be a facts document. {hint}") from None
     except ValueError as exc:
-        raise UsageError(f"Facts file {name!r} is not valid JSON ({exc}). "
-                         "Write one with 'attnpick doctor --json > FILE'.") from None
+        raise UsageError(f"Facts file {name!r} is not valid JSON ({exc}). {hint}") from None
     # `doctor --json` output carries the facts under "facts"; a bare facts document works too.
     if isinstance(doc, dict) and isinstance(doc.get("facts"), dict):
         return doc["facts"]
     return doc
 
 
+def _log_unexpected(exc: BaseException) -> Path | None:
+    """Write the traceback of an unexpected error to a log file; its path, or None if nothing can be written."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    for folder in (cache_dir() / "logs", Path.cwd()):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"attnpick-error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+            files.write_text(path, f"attnpick {' '.join(sys.argv[1:])}\n\n{text}")
+            return path
+        except OSError:
+            continue
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv or bool(os.environ.get(DEBUG_ENV))
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args))
@@ -371,6 +383,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("attnpick: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - anything unexpected: one line, the traceback in a log
+        if debug:
+            raise
+        log = _log_unexpected(exc)
+        where = f"the traceback is in {log}" if log else "no log could be written"
+        message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        print(f"attnpick: unexpected error: {type(exc).__name__}: {message} ({where}; rerun with --debug to see it "
+              "here, and please report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

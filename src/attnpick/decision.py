@@ -1,12 +1,17 @@
 """The decision: which backend to use, as a pure function of facts, request and model.
 
-`choose(facts, request, model)` never touches the machine, so a test can describe a T4 with flash-attn 2.8
-in one line. Every candidate gets a verdict with all of its reasons ("need X, have Y") under a stable code.
+`choose(facts, request, model_facts)` never touches the machine, so a test can describe a T4 with flash-attn
+2.8 in one line. Every candidate gets a verdict with all of its reasons ("need X, have Y") under a stable code.
+
+The rewrites of a decision are pure too, each from facts gathered elsewhere: `reject` (backends that failed
+parity on this machine), `rank_by_times` (`--policy measured`) and `common_to_ranks` (torchrun). Their callers
+do the measuring and the communicating.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -16,7 +21,7 @@ from attnpick.catalog import BACKEND_NAMES, CATALOG, DTYPES, ORDER, BackendSpec,
 from attnpick.errors import NoBackendError, UsageError
 from attnpick.facts import EnvFacts, ModelFacts
 
-Verdict = Literal["accepted", "rejected", "not_tried"]
+Verdict = Literal["accepted", "rejected", "eligible"]
 
 _DEVICE_WORDS = {
     "cuda": "an NVIDIA GPU",
@@ -42,18 +47,19 @@ class Reason:
 
 @dataclass(frozen=True)
 class Request:
-    """What the user asked for: one backend or `auto`, a dtype (None: the device's default), and whether
-    the model will be trained (backward needed)."""
+    """What the user asked for: one backend or `auto`, a dtype (None: the device's default), whether the model
+    will be trained (backward needed), where the backend came from (`origin`: auto, --backend, the environment)
+    and the backends switched off on this process."""
 
     backend: str = "auto"
     dtype: str | None = None
     training: bool = True
-    source: str = "auto"
+    origin: str = "auto"
     disabled: frozenset[str] = frozenset()
 
     @classmethod
     def from_names(cls, backends: list[str] | tuple[str, ...] | str | None, dtype: str | None = None,
-                   training: bool = True, source: str | None = None,
+                   training: bool = True, origin: str | None = None,
                    disabled: frozenset[str] = frozenset()) -> Request:
         """Validate user input: one known backend name (or `auto`) and a known dtype."""
         names = [backends] if isinstance(backends, str) else list(backends or [])
@@ -68,9 +74,9 @@ class Request:
             raise UsageError(f"Unknown backend {backend!r}. Choose one of: auto, {', '.join(BACKEND_NAMES)}.")
         if dtype is not None and dtype not in DTYPES:
             raise UsageError(f"Unknown dtype {dtype!r}. Choose one of: {', '.join(DTYPES)}.")
-        if source is None:
-            source = "auto" if backend == "auto" else "--backend"
-        return cls(backend=backend, dtype=dtype, training=training, source=source, disabled=disabled)
+        if origin is None:
+            origin = "auto" if backend == "auto" else "--backend"
+        return cls(backend=backend, dtype=dtype, training=training, origin=origin, disabled=disabled)
 
     @property
     def forced(self) -> bool:
@@ -97,31 +103,40 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Decision:
+    """Every candidate's verdict and the chosen backend. `mode` is "forced" when one backend was asked for;
+    `chosen_by` says what ordered the candidates: auto (the guide's order), --backend, ATTNPICK_BACKEND,
+    measured (`--policy measured`) or "agreed by every rank"."""
+
     chosen: str | None
-    source: Literal["auto", "forced"]
+    mode: Literal["auto", "forced"]
     dtype: str
     candidates: tuple[Candidate, ...]
     install_hints: tuple[InstallHint, ...] = ()
     unsloth_kernel: str | None = None
-    source_detail: str = "auto"
-    model: ModelFacts | None = field(default=None, compare=False)
+    chosen_by: str = "auto"
+    model_facts: ModelFacts | None = field(default=None, compare=False)
 
     def candidate(self, backend: str) -> Candidate:
         return next(c for c in self.candidates if c.backend == backend)
 
+    @property
+    def runnable(self) -> tuple[str, ...]:
+        """The backends not rejected, in the order the loader tries them."""
+        return tuple(c.backend for c in self.candidates if c.verdict != "rejected")
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "chosen": self.chosen,
-            "source": self.source,
-            "source_detail": self.source_detail,
+            "mode": self.mode,
+            "chosen_by": self.chosen_by,
             "dtype": self.dtype,
             "candidates": [c.to_dict() for c in self.candidates],
             "install_hints": [h.to_dict() for h in self.install_hints],
         }
         if self.chosen == "unsloth":
             out["unsloth_kernel"] = self.unsloth_kernel
-        if self.model is not None:
-            out["model"] = self.model.to_dict()
+        if self.model_facts is not None:
+            out["model"] = self.model_facts.to_dict()
         return out
 
     def require(self) -> str:
@@ -129,7 +144,7 @@ class Decision:
         if self.chosen is not None:
             return self.chosen
         lines = [f"{c.backend}: " + "; ".join(r.message for r in c.reasons) for c in self.candidates if c.reasons]
-        if self.source == "forced":
+        if self.mode == "forced":
             head = f"The requested backend {self.candidates[0].backend} cannot run here ({self.dtype})"
         else:
             head = f"No attention backend can run here ({self.dtype})"
@@ -161,7 +176,7 @@ def unsloth_kernel(facts: EnvFacts) -> str:
 
 
 def check(spec: BackendSpec, facts: EnvFacts, request: Request, dtype: str,
-          model: ModelFacts | None = None) -> list[Reason]:
+          model_facts: ModelFacts | None = None) -> list[Reason]:
     """Every reason `spec` cannot run on `facts` for this request; empty means eligible."""
     reasons: list[Reason] = []
     device = facts.device
@@ -216,25 +231,26 @@ def check(spec: BackendSpec, facts: EnvFacts, request: Request, dtype: str,
         reasons.append(Reason("no_cpu_backward",
                               f"need a backward pass for training, have {spec.title} on CPU, which has forward only"))
 
-    if model is not None:
-        if spec.max_head_dim and model.head_dim and model.head_dim > spec.max_head_dim:
-            reasons.append(Reason("head_dim_too_large",
-                                  f"need head_dim <= {spec.max_head_dim}, have {model.head_dim}"))
-        if model.softcapping and not spec.softcapping:
+    if model_facts is not None:
+        head_dim = model_facts.head_dim
+        if spec.max_head_dim and head_dim and head_dim > spec.max_head_dim:
+            reasons.append(Reason("head_dim_too_large", f"need head_dim <= {spec.max_head_dim}, have {head_dim}"))
+        if model_facts.softcapping and not spec.softcapping:
             reasons.append(Reason("softcapping_unsupported",
-                                  f"need no attention logit softcapping, have softcap {model.softcapping}"))
-        if model.has_sinks and not spec.sinks:
-            reasons.append(Reason("sinks_unsupported", f"need no attention sinks, have {model.model_type}'s sinks"))
+                                  f"need no attention logit softcapping, have softcap {model_facts.softcapping}"))
+        if model_facts.has_sinks and not spec.sinks:
+            reasons.append(Reason("sinks_unsupported",
+                                  f"need no attention sinks, have {model_facts.model_type}'s sinks"))
     return reasons
 
 
-def choose(facts: EnvFacts, request: Request | None = None, model: ModelFacts | None = None) -> Decision:
+def choose(facts: EnvFacts, request: Request | None = None, model_facts: ModelFacts | None = None) -> Decision:
     """Give every candidate a verdict and pick the first eligible one in the guide's order.
 
     Args:
         facts: the machine, from `attnpick.probe.collect_facts()` or an `--env` file.
         request: the backend asked for (`auto` by default), the dtype and whether training is planned.
-        model: facts read from the model's config.json, if known.
+        model_facts: facts read from the model's config.json, if known.
 
     Returns:
         A `Decision`; `chosen` is None when nothing (or not the forced backend) can run.
@@ -251,7 +267,7 @@ def choose(facts: EnvFacts, request: Request | None = None, model: ModelFacts | 
     candidates: list[Candidate] = []
     for name in names:
         spec = CATALOG[name]
-        reasons = tuple(check(spec, facts, request, dtype, model))
+        reasons = tuple(check(spec, facts, request, dtype, model_facts))
         note = None
         if name == "unsloth" and not reasons and facts.device.type == "cpu":
             note = "Unsloth's CPU mode: stock transformers + PEFT with sdpa, no Unsloth kernels"
@@ -262,7 +278,7 @@ def choose(facts: EnvFacts, request: Request | None = None, model: ModelFacts | 
         elif chosen is None:
             verdict, chosen = "accepted", name
         else:
-            verdict = "not_tried"
+            verdict = "eligible"
         candidates.append(Candidate(name, verdict, reasons, note))
 
     missing = frozenset(
@@ -273,14 +289,89 @@ def choose(facts: EnvFacts, request: Request | None = None, model: ModelFacts | 
                           missing)
     return Decision(
         chosen=chosen,
-        source="forced" if request.forced else "auto",
-        source_detail=request.source,
+        mode="forced" if request.forced else "auto",
+        chosen_by=request.origin,
         dtype=dtype,
         candidates=tuple(candidates),
         install_hints=tuple(hints),
         unsloth_kernel=unsloth_kernel(facts) if chosen == "unsloth" else None,
-        model=model,
+        model_facts=model_facts,
     )
+
+
+def _reordered(decision: Decision, candidates: Sequence[Candidate], chosen_by: str | None = None) -> Decision:
+    """`decision` with `candidates` in this order: the first one not rejected is accepted, the others eligible."""
+    chosen: str | None = None
+    out = []
+    for cand in candidates:
+        if cand.verdict != "rejected":
+            verdict: Verdict = "eligible" if chosen else "accepted"
+            chosen = chosen or cand.backend
+            cand = replace(cand, verdict=verdict)
+        out.append(cand)
+    kernel = decision.unsloth_kernel if chosen == "unsloth" else None
+    return replace(decision, chosen=chosen, candidates=tuple(out), unsloth_kernel=kernel,
+                   chosen_by=chosen_by or decision.chosen_by)
+
+
+def reject(decision: Decision, reasons: Mapping[str, Reason]) -> Decision:
+    """`decision` with the named backends rejected for the given reasons (e.g. a failed parity check on this
+    machine), the choice moving on to the next backend in the same order."""
+    return _reordered(decision, [
+        replace(c, verdict="rejected", reasons=(*c.reasons, reasons[c.backend])) if c.backend in reasons else c
+        for c in decision.candidates
+    ])
+
+
+def rank_by_times(decision: Decision, times: Mapping[str, float], rejected: Mapping[str, Reason],
+                  notes: Mapping[str, str] | None = None) -> Decision:
+    """`--policy measured`: the measured backends fastest first, each with its note; the backends in `rejected`
+    (failed parity, failed to measure) rejected with their reason. Unsloth, a whole-model loader rather than an
+    attention kernel, keeps its place at the front when it is eligible: its speed is not an attention time."""
+    notes = notes or {}
+    front = [c for c in decision.candidates if c.backend == "unsloth" and c.verdict != "rejected"]
+    ranked = [Candidate(name, "eligible", note=notes.get(name)) for name in sorted(times, key=lambda n: times[n])
+              if name not in rejected]
+    known = {c.backend for c in (*front, *ranked)}
+    dropped = [c for c in decision.candidates if c.verdict == "rejected" and c.backend not in rejected]
+    dropped += [Candidate(name, "rejected", (reason,)) for name, reason in rejected.items()]
+    dropped = [c for c in dropped if c.backend not in known]
+    return _reordered(decision, [*dropped, *front, *ranked], chosen_by="measured")
+
+
+@dataclass(frozen=True)
+class RankDifference:
+    """A rank that could not use some backend another rank could, with its reasons."""
+
+    rank: int
+    lacked: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rank": self.rank, "lacked": dict(self.lacked)}
+
+
+def common_to_ranks(decision: Decision, per_rank: Sequence[Mapping[str, str | None]]
+                    ) -> tuple[Decision, tuple[RankDifference, ...]]:
+    """torchrun: every rank reports, per backend, None (runs here) or why not. The agreed decision keeps the
+    order and accepts the first backend that runs on every rank; the others are rejected naming each rank's
+    reason. Also returns, per rank, what it lacked that another rank had."""
+    candidates = []
+    for cand in decision.candidates:
+        whys = [(rank, verdicts.get(cand.backend, "not reported")) for rank, verdicts in enumerate(per_rank)]
+        failing = [(rank, why) for rank, why in whys if why is not None]
+        if failing:
+            reasons = tuple(Reason("not_on_every_rank", f"need {cand.backend} on every rank, have rank {rank}: {why}")
+                            for rank, why in failing)
+            candidates.append(Candidate(cand.backend, "rejected", reasons))
+        else:
+            candidates.append(Candidate(cand.backend, "eligible", note=cand.note))
+    differing = []
+    for rank, verdicts in enumerate(per_rank):
+        lacked = {name: why for name, why in verdicts.items()
+                  if why is not None and any(other.get(name, "") is None for other in per_rank)}
+        if lacked:
+            differing.append(RankDifference(rank, lacked))
+    return _reordered(decision, candidates, chosen_by="agreed by every rank"), tuple(differing)
 
 
 def _package_reasons(spec: BackendSpec, facts: EnvFacts) -> list[Reason]:

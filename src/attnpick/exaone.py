@@ -8,15 +8,14 @@ and the tokenizer files. Every backend, Unsloth's Llama path included, then appl
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from attnpick import cache, files
 from attnpick.errors import UsageError
+from attnpick.model_info import read_config
 
 # Same order and patterns as transformers 5.24 conversion_mapping.py["exaone"].
 WEIGHT_RENAMES: tuple[tuple[str, str], ...] = (
@@ -47,6 +46,7 @@ SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.jso
               "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja")
 
 FORMAT_VERSION = 1
+DONE = "attnpick-converted.json"  # written last: a folder without it is an unfinished conversion
 
 
 def is_exaone(config: dict[str, Any]) -> bool:
@@ -93,7 +93,7 @@ def convert(src: Path, dst: Path) -> Path:
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    config = json.loads((src / "config.json").read_text(encoding="utf-8"))
+    config = read_config(src)
     new_config = llama_config(config)
     shards = sorted(src.glob("*.safetensors"))
     if not shards:
@@ -113,42 +113,31 @@ def convert(src: Path, dst: Path) -> Path:
             f"unexpected {unexpected[:5]}). Is it an EXAONE 3.x model?"
         )
 
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
-    try:
+    with files.publish_folder(dst, replace=True) as staging:
         weight_map: dict[str, str] = {}
         for i, shard in enumerate(shards):
             name = "model.safetensors" if len(shards) == 1 else f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
             with safe_open(str(shard), framework="pt") as handle:
                 tensors = {renamed[k]: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
                 metadata = handle.metadata() or {}
-            save_file(tensors, str(tmp / name), metadata={**metadata, "format": "pt"})
+            save_file(tensors, str(staging / name), metadata={**metadata, "format": "pt"})
             weight_map.update(dict.fromkeys(tensors, name))
         if len(shards) > 1:
             index = {"metadata": {}, "weight_map": dict(sorted(weight_map.items()))}
-            (tmp / "model.safetensors.index.json").write_text(json.dumps(index, indent=1))
-        (tmp / "config.json").write_text(json.dumps(new_config, indent=1, ensure_ascii=False))
+            files.write_json(staging / "model.safetensors.index.json", index, indent=1)
+        files.write_json(staging / "config.json", new_config, indent=1)
         for side in SIDE_FILES:
             if (src / side).is_file():
-                shutil.copy2(src / side, tmp / side)
-        (tmp / "attnpick-converted.json").write_text(json.dumps(
-            {"from": str(src), "format": FORMAT_VERSION, "mapping": "exaone->llama"}))
-        if dst.exists():
-            shutil.rmtree(dst)
-        os.replace(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+                shutil.copy2(src / side, staging / side)
+        files.write_json(staging / DONE, {"from": str(src), "format": FORMAT_VERSION, "mapping": "exaone->llama"})
     return dst
 
 
 def converted_folder(src: Path) -> Path:
     """The cached Llama copy of `src`, converted on first use. Keyed by the source's files and sizes."""
-    from attnpick import cache
-
     stats = sorted((p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in src.iterdir() if p.is_file())
     key = {"src": str(src.resolve()), "files": stats, "format": FORMAT_VERSION}
     dst = cache.cache_dir() / "converted" / cache.fingerprint(key)
-    if (dst / "attnpick-converted.json").is_file():
+    if (dst / DONE).is_file():
         return dst
     return convert(src, dst)

@@ -106,42 +106,42 @@ class EnvFacts:
         }
 
     @classmethod
-    def from_dict(cls, data: Any, source: str = "facts") -> EnvFacts:
+    def from_dict(cls, data: Any, where: str = "facts") -> EnvFacts:
         """Read the `--env` format; a malformed document raises `UsageError` naming the key."""
-        doc = _expect(data, dict, source, "the document")
+        doc = _expect(data, dict, where, "the document")
         schema = doc.get("schema", SCHEMA)
         if schema != SCHEMA:
-            raise UsageError(f"{source}: schema {schema!r} is not supported (this attnpick reads schema {SCHEMA})")
+            raise UsageError(f"{where}: schema {schema!r} is not supported (this attnpick reads schema {SCHEMA})")
         os_name = doc.get("os")
         if os_name not in OS_NAMES:
-            raise UsageError(f"{source}: 'os' must be one of {', '.join(OS_NAMES)}, got {os_name!r}")
-        device = _expect(doc.get("device", {"type": "cpu"}), dict, source, "'device'")
+            raise UsageError(f"{where}: 'os' must be one of {', '.join(OS_NAMES)}, got {os_name!r}")
+        device = _expect(doc.get("device", {"type": "cpu"}), dict, where, "'device'")
         dtype = device.get("type", "cpu")
         if dtype not in DEVICE_TYPES:
-            raise UsageError(f"{source}: 'device.type' must be one of {', '.join(DEVICE_TYPES)}, got {dtype!r}")
+            raise UsageError(f"{where}: 'device.type' must be one of {', '.join(DEVICE_TYPES)}, got {dtype!r}")
         capability = device.get("capability")
         if capability is not None and not _is_capability(capability):
-            raise UsageError(f"{source}: 'device.capability' must look like \"8.0\", got {capability!r}")
+            raise UsageError(f"{where}: 'device.capability' must look like \"8.0\", got {capability!r}")
         memory = device.get("memory_gb")
         if memory is not None and not isinstance(memory, (int, float)):
-            raise UsageError(f"{source}: 'device.memory_gb' must be a number or null, got {memory!r}")
+            raise UsageError(f"{where}: 'device.memory_gb' must be a number or null, got {memory!r}")
         packages: dict[str, PackageFacts] = {}
-        for name, entry in _expect(doc.get("packages", {}), dict, source, "'packages'").items():
-            entry = _expect(entry, dict, source, f"'packages.{name}'")
+        for name, entry in _expect(doc.get("packages", {}), dict, where, "'packages'").items():
+            entry = _expect(entry, dict, where, f"'packages.{name}'")
             version = entry.get("version")
             importable = entry.get("importable", None if version is None else True)
             if version is not None and not isinstance(version, str):
-                raise UsageError(f"{source}: 'packages.{name}.version' must be a string or null")
+                raise UsageError(f"{where}: 'packages.{name}.version' must be a string or null")
             if importable not in (True, False, None):
-                raise UsageError(f"{source}: 'packages.{name}.importable' must be true, false or null")
-            details = _expect(entry.get("details", {}), dict, source, f"'packages.{name}.details'")
+                raise UsageError(f"{where}: 'packages.{name}.importable' must be true, false or null")
+            details = _expect(entry.get("details", {}), dict, where, f"'packages.{name}.details'")
             packages[name] = PackageFacts(version, importable, entry.get("error"), dict(details))
-        kernels = _expect(doc.get("sdpa_kernels", []), list, source, "'sdpa_kernels'")
+        kernels = _expect(doc.get("sdpa_kernels", []), list, where, "'sdpa_kernels'")
         return cls(
             os=os_name,
             python=str(doc.get("python", "")),
-            torch=_optional_str(doc, "torch", source),
-            cuda=_optional_str(doc, "cuda", source),
+            torch=_optional_str(doc, "torch", where),
+            cuda=_optional_str(doc, "cuda", where),
             device=DeviceFacts(dtype, device.get("name"), capability, memory),
             packages=packages,
             sdpa_kernels=tuple(str(k) for k in kernels),
@@ -160,7 +160,7 @@ class ModelFacts:
     softcapping: float | None = None
     has_sinks: bool = False
     remote_code: bool = False
-    source: str | None = None
+    folder: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -172,20 +172,20 @@ class ModelFacts:
             "softcapping": self.softcapping,
             "has_sinks": self.has_sinks,
             "remote_code": self.remote_code,
-            "source": self.source,
+            "folder": self.folder,
         }
 
 
-def _expect(value: Any, kind: type, source: str, what: str) -> Any:
+def _expect(value: Any, kind: type, where: str, what: str) -> Any:
     if not isinstance(value, kind):
-        raise UsageError(f"{source}: {what} must be a JSON {'object' if kind is dict else 'array'}")
+        raise UsageError(f"{where}: {what} must be a JSON {'object' if kind is dict else 'array'}")
     return value
 
 
-def _optional_str(doc: dict[str, Any], key: str, source: str) -> str | None:
+def _optional_str(doc: dict[str, Any], key: str, where: str) -> str | None:
     value = doc.get(key)
     if value is not None and not isinstance(value, str):
-        raise UsageError(f"{source}: '{key}' must be a string or null, got {value!r}")
+        raise UsageError(f"{where}: '{key}' must be a string or null, got {value!r}")
     return value
 
 

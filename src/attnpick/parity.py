@@ -1,4 +1,4 @@
-"""Parity: does a backend give the reference's numbers on the user's own model?
+"""`verify()`: does a backend give the reference's numbers on the user's own model? (parity)
 
 The reference is eager attention in float32. Every backend runs the same fixed batch (one left-padded, one
 right-padded and one full row; GQA as the model has it) and is compared on logits at non-padding
@@ -10,13 +10,20 @@ downstream reads them because the loss masks them out.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 from dataclasses import dataclass, field
 from typing import Any
 
-from attnpick import cache
-from attnpick.facts import EnvFacts, ModelFacts
+from attnpick import tiny
+from attnpick.backends import ensure_registered
+from attnpick.catalog import CATALOG, ORDER, PINNED_SDPA
+from attnpick.decision import Reason, Request, choose
+from attnpick.facts import EnvFacts
+from attnpick.models import prepare, torch_device
+from attnpick.probe import collect_facts
+from attnpick.smoke import why_not_runnable
+from attnpick.subproc import SMOKE_TIMEOUT_S
+from attnpick.verdicts import record_parity
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,12 @@ class BackendParity:
         return {"backend": self.backend, "dtype": self.dtype, "ok": self.ok, "error": self.error,
                 "measures": {k: m.to_dict() for k, m in self.measures.items()}}
 
+    def reason(self) -> Reason:
+        """Why this backend is out, when it failed: the measures beyond tolerance, or the error."""
+        worst = ", ".join(f"{k} {m.relative:.1e} > {m.tolerance:.0e}" for k, m in self.measures.items() if not m.ok)
+        return Reason("parity_failed", f"need parity with eager float32, have {worst or self.error}",
+                      "attnpick verify")
+
 
 @dataclass(frozen=True)
 class VerifyReport:
@@ -88,7 +101,7 @@ class VerifyReport:
     reference: str
     lora: bool
     results: tuple[BackendParity, ...]
-    skipped: dict[str, str]
+    skipped: dict[str, Reason]
     facts: EnvFacts
 
     @property
@@ -99,7 +112,8 @@ class VerifyReport:
         return {"model": self.model, "dtype": self.dtype, "reference": self.reference, "lora": self.lora,
                 "ok": self.ok, "padding_positions": "excluded",
                 "tolerances": {k: vars(v) for k, v in TOLERANCES.items()},
-                "results": [r.to_dict() for r in self.results], "skipped": dict(self.skipped),
+                "results": [r.to_dict() for r in self.results],
+                "skipped": {name: reason.to_dict() for name, reason in self.skipped.items()},
                 "facts": self.facts.to_dict()}
 
 
@@ -129,10 +143,8 @@ def fixed_batch(tokenizer: Any, device: Any) -> dict[str, Any]:
 
 
 def _run(folder: str, impl: str, dtype: str, device: Any, lora: bool) -> tuple[Any, Any, dict[str, Any]]:
-    import torch
+    import torch  # heavy: only when a model runs
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from attnpick.backends import ensure_registered
 
     ensure_registered(impl)
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
@@ -181,29 +193,8 @@ def compare(backend: str, dtype: str, reference: tuple[Any, Any, dict[str, Any]]
     })
 
 
-def parity_key(facts: EnvFacts, backend: str, dtype: str, info: ModelFacts) -> dict[str, Any]:
-    return {"facts": facts.to_dict(), "backend": backend, "dtype": dtype,
-            "shape": [info.num_attention_heads, info.num_key_value_heads, info.head_dim]}
-
-
-def record(facts: EnvFacts, info: ModelFacts, result: BackendParity) -> None:
-    """Remember a parity verdict, so that the loader's auto choice can skip backends that failed it."""
-    key = parity_key(facts, result.backend, result.dtype, info)
-    path, _ = cache.cached("parity", key)
-    with contextlib.suppress(OSError):
-        cache.store(path, key, result.to_dict())
-
-
-def known_failure(facts: EnvFacts, backend: str, dtype: str, info: ModelFacts) -> dict[str, Any] | None:
-    """The cached failed parity result of `backend` on this machine, dtype and attention shape, if any."""
-    _, hit = cache.cached("parity", parity_key(facts, backend, dtype, info))
-    if isinstance(hit, dict) and not hit.get("ok", True):
-        return hit
-    return None
-
-
-def verify(model_name: str = "tiny-exaone", backends: list[str] | None = None, dtype: str | None = None,
-           lora: bool = False, facts: EnvFacts | None = None, smoke_timeout: float = 300.0) -> VerifyReport:
+def verify(model_name: str = tiny.NAME, backends: list[str] | None = None, dtype: str | None = None,
+           lora: bool = False, facts: EnvFacts | None = None, smoke_timeout: float = SMOKE_TIMEOUT_S) -> VerifyReport:
     """Compare every backend that passes its smoke run with eager float32 on a fixed padded batch.
 
     Args:
@@ -215,38 +206,30 @@ def verify(model_name: str = "tiny-exaone", backends: list[str] | None = None, d
     Returns:
         A `VerifyReport`; `ok` is False when any backend failed parity.
     """
-    import torch
+    import torch  # heavy: only when models run
 
-    from attnpick.catalog import CATALOG, ORDER, PINNED_SDPA
-    from attnpick.decision import Request, choose
-    from attnpick.loading import _torch_device, prepare
-    from attnpick.smoke import why_not_runnable
-
-    if facts is None:
-        from attnpick.probe import collect_facts
-
-        facts = collect_facts()
     prepared = prepare(model_name)
-    info = prepared.info
-    request = Request.from_names(None, dtype)
-    decision = choose(facts, request, info)
+    facts = facts or collect_facts()
+    model_facts = prepared.model_facts
+    decision = choose(facts, Request.from_names(None, dtype), model_facts)
     names = backends or [n for n in (*ORDER, *PINNED_SDPA) if n != "unsloth"]
-    skipped: dict[str, str] = {}
+    skipped: dict[str, Reason] = {}
     to_check: list[str] = []
     for name in names:
         if name == "unsloth":
-            skipped[name] = "Unsloth patches the model classes; its parity is checked through its own loader"
+            skipped[name] = Reason("not_comparable", "need an attention function to compare, have Unsloth, which "
+                                   "patches the model classes; its parity is checked through its own loader")
             continue
         if name in CATALOG:
-            why = why_not_runnable(name, facts, info, decision.dtype, smoke_timeout)
+            why = why_not_runnable(name, facts, model_facts, decision.dtype, smoke_timeout)
             if why is not None:
-                stage, message = why
+                stage, reasons = why
                 if stage == "smoke" or backends:  # ineligible defaults are simply not checked
-                    skipped[name] = message
+                    skipped[name] = reasons[0]
                 continue
         to_check.append(name)
 
-    device = torch.device(_torch_device(facts))
+    device = torch.device(torch_device(facts))
     folder = str(prepared.load_folder)
     reference = _run(folder, "eager", "float32", device, lora)
     results = []
@@ -256,6 +239,6 @@ def verify(model_name: str = "tiny-exaone", backends: list[str] | None = None, d
         except Exception as exc:  # noqa: BLE001 - a backend that cannot run the batch fails parity
             result = BackendParity(name, decision.dtype, error=f"{type(exc).__name__}: {exc}"[:400])
         if name in CATALOG:
-            record(facts, info, result)
+            record_parity(facts, model_facts, result.to_dict())
         results.append(result)
     return VerifyReport(model_name, decision.dtype, "eager float32", lora, tuple(results), skipped, facts)

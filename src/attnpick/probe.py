@@ -8,24 +8,21 @@ one `import torch`.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
-import subprocess
 import sys
 import time
 from importlib import metadata
 from typing import Any
 
 from attnpick import cache
-from attnpick._importcheck import MARKER
 from attnpick.facts import PROBED_MODULES, DeviceFacts, EnvFacts, PackageFacts
+from attnpick.subproc import IMPORT_TIMEOUT_S, Child
 
 logger = logging.getLogger(__name__)
 
 HIDE_ENV = "ATTNPICK_HIDE_PACKAGES"
-IMPORT_TIMEOUT_S = 180.0
 # Imported alone: Unsloth patches the libraries imported after it.
 ISOLATED = ("unsloth",)
 
@@ -90,31 +87,33 @@ def collect_facts(fresh: bool = False, timeout_s: float = IMPORT_TIMEOUT_S) -> E
         "versions": versions,
         "hidden": sorted(hidden_packages()),
     }
-    path, imports = cache.cached("imports", key)
+    path, imports = cache.cached("imports", key, _valid_imports)
     if fresh:
         imports = None
-    children: list[_ImportChild] = []
-    if imports is None:
-        to_check = [d for d in versions if d != "torch"]
-        shared = [d for d in to_check if d not in ISOLATED]
-        groups = [shared] + [[d] for d in to_check if d in ISOLATED]
-        children = [_ImportChild(group, timeout_s) for group in groups if group]
+    children: list[_ImportCheck] = []
+    try:
+        if imports is None:
+            to_check = [d for d in versions if d != "torch"]
+            shared = [d for d in to_check if d not in ISOLATED]
+            groups = [shared] + [[d] for d in to_check if d in ISOLATED]
+            children = [_ImportCheck(group, timeout_s) for group in groups if group]
 
-    torch_facts, device, cuda, kernels = _probe_torch(versions.get("torch"))
+        torch_facts, device, cuda, kernels = _probe_torch(versions.get("torch"))
+
+        if children:
+            imports, complete = {}, True
+            for check in children:
+                results, finished = check.collect()
+                imports.update(results)
+                complete = complete and finished
+            if complete:
+                cache.store(path, key, imports)
+    finally:
+        for check in children:
+            with check.child:  # an interrupted probe leaves no import child behind
+                pass
 
     packages: dict[str, PackageFacts] = {}
-    if children:
-        imports = {}
-        complete = True
-        for child in children:
-            results, finished = child.collect()
-            imports.update(results)
-            complete = complete and finished
-        if complete:
-            try:
-                cache.store(path, key, imports)
-            except OSError as exc:
-                logger.debug("could not write the import cache: %s", exc)
     for dist, version in versions.items():
         if dist == "torch":
             packages[dist] = torch_facts
@@ -131,6 +130,12 @@ def collect_facts(fresh: bool = False, timeout_s: float = IMPORT_TIMEOUT_S) -> E
         packages=packages,
         sdpa_kernels=kernels,
     )
+
+
+def _valid_imports(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(v, dict) and v.get("ok") in (True, False, None) and isinstance(v.get("details", {}), dict)
+        for v in value.values())
 
 
 def _probe_torch(version: str | None) -> tuple[PackageFacts, DeviceFacts, str | None, tuple[str, ...]]:
@@ -166,58 +171,46 @@ def _probe_torch(version: str | None) -> tuple[PackageFacts, DeviceFacts, str | 
     return PackageFacts(version, True, None), device, torch.version.cuda, tuple(kernels)
 
 
-class _ImportChild:
-    """One `python -m attnpick._importcheck` child, restarted past a module that crashes it."""
+class _ImportCheck:
+    """Import checks for a group of distributions, in a `subproc.Child`, restarted past a module that crashes
+    it; all of a group's children share one deadline."""
 
     def __init__(self, distributions: list[str], timeout_s: float) -> None:
         self.distributions = distributions
         self.timeout_s = timeout_s
         self.deadline = time.monotonic() + timeout_s
-        self.proc = self._start(distributions)
+        self.child = self._start(distributions)
 
     @staticmethod
-    def _start(distributions: list[str]) -> subprocess.Popen[str]:
-        modules = [PROBED_MODULES[d] for d in distributions]
-        env = dict(os.environ, PYTHONWARNINGS="ignore", TOKENIZERS_PARALLELISM="false")
-        return subprocess.Popen(
-            [sys.executable, "-m", "attnpick._importcheck", *modules],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-        )
+    def _start(distributions: list[str]) -> Child:
+        return Child("attnpick._importcheck", [PROBED_MODULES[d] for d in distributions])
 
     def collect(self) -> tuple[dict[str, dict[str, Any]], bool]:
         """Results by distribution, and whether every import finished (nothing timed out)."""
         results: dict[str, dict[str, Any]] = {}
         pending = list(self.distributions)
-        finished = True
         while pending:
-            try:
-                out, _ = self.proc.communicate(timeout=max(0.1, self.deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                out, _ = self.proc.communicate()
-                finished = False
-            by_module = {}
-            for line in out.splitlines():
-                if line.startswith(MARKER):
-                    record = json.loads(line[len(MARKER):])
-                    by_module[record["module"]] = record
+            with self.child:
+                outcome = self.child.wait(self.deadline - time.monotonic())
+            by_module = {r.get("module"): r for r in outcome.records}
             for dist in list(pending):
                 record = by_module.get(PROBED_MODULES[dist])
                 if record is None:
                     break
-                results[dist] = {"ok": record["ok"], "error": record["error"], "details": record["details"]}
+                results[dist] = {"ok": record.get("ok"), "error": record.get("error"),
+                                 "details": record.get("details") or {}}
                 pending.remove(dist)
             if not pending:
                 break
             culprit = pending.pop(0)
-            if not finished:
-                error = f"import did not finish within {self.timeout_s:.0f}s"
-                results[culprit] = {"ok": False, "error": error, "details": {}}
+            if outcome.timed_out:
+                results[culprit] = {"ok": False, "error": f"import did not finish within {self.timeout_s:.0f}s",
+                                    "details": {}}
                 for dist in pending:
                     results[dist] = {"ok": None, "error": "not checked: an earlier import hung", "details": {}}
-                break
-            results[culprit] = {"ok": False, "error": f"import crashed the interpreter (exit code "
-                                f"{self.proc.returncode})", "details": {}}
+                return results, False
+            results[culprit] = {"ok": False, "error": f"import crashed the interpreter ({outcome.describe_exit()})",
+                                "details": {}}
             if pending:
-                self.proc = self._start(pending)
-        return results, finished
+                self.child = self._start(pending)
+        return results, True

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from attnpick.benchmark import BenchReport, fmt_seconds, speedups, spread
+from attnpick.chain import LoadReport
 from attnpick.decision import Decision
-from attnpick.facts import EnvFacts
+from attnpick.facts import PROBED_MODULES, EnvFacts
+from attnpick.parity import VerifyReport
+from attnpick.training import TrainReport
 
-_VERDICT = {"accepted": "[bold green]chosen[/]", "rejected": "[red]rejected[/]", "not_tried": "[dim]eligible[/]"}
-
-
-def dumps(data: Any) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False)
+_VERDICT = {"accepted": "[bold green]chosen[/]", "rejected": "[red]rejected[/]", "eligible": "[dim]eligible[/]"}
 
 
 def facts_table(facts: EnvFacts) -> Table:
@@ -41,8 +40,6 @@ def packages_table(facts: EnvFacts) -> Table:
     table.add_column("version")
     table.add_column("imports")
     table.add_column("error", overflow="fold")
-    from attnpick.facts import PROBED_MODULES
-
     for name in PROBED_MODULES:
         pkg = facts.package(name)
         imports = {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}[pkg.importable]
@@ -51,7 +48,7 @@ def packages_table(facts: EnvFacts) -> Table:
 
 
 def decision_table(decision: Decision) -> Table:
-    title = f"Backends ({decision.source}, {decision.dtype})"
+    title = f"Backends ({decision.mode}, {decision.dtype})"
     table = Table(title=title, title_justify="left")
     table.add_column("backend")
     table.add_column("verdict")
@@ -67,7 +64,7 @@ def decision_table(decision: Decision) -> Table:
 def summary_line(decision: Decision) -> str:
     if decision.chosen is None:
         return "No backend can run here; see the reasons above."
-    line = f"Chosen: {decision.chosen} ({decision.source_detail}, {decision.dtype})"
+    line = f"Chosen: {decision.chosen} ({decision.chosen_by}, {decision.dtype})"
     if decision.chosen == "unsloth":
         line += f"; Unsloth's own attention kernel: {decision.unsloth_kernel}"
     return line
@@ -85,7 +82,7 @@ def bug_report_block(facts: EnvFacts, decision: Decision) -> str:
         f"attnpick doctor: os={facts.os} python={facts.python} torch={facts.torch} cuda={facts.cuda}",
         f"device={device.type} name={device.name} capability={device.capability} memory_gb={device.memory_gb}",
         f"packages: {pkgs or 'none'}",
-        f"chosen={decision.chosen} source={decision.source} dtype={decision.dtype}",
+        f"chosen={decision.chosen} mode={decision.mode} chosen_by={decision.chosen_by} dtype={decision.dtype}",
     ]
     lines += [
         f"  {c.backend}: {c.verdict}" + (" (" + ", ".join(r.code for r in c.reasons) + ")" if c.reasons else "")
@@ -115,7 +112,7 @@ _OUTCOME = {"loaded": "[bold green]loaded[/]", "rejected": "[red]rejected[/]", "
             "load_failed": "[red]load failed[/]", "confirm_failed": "[red]not confirmed[/]"}
 
 
-def print_load_report(console: Console, report: Any) -> None:
+def print_load_report(console: Console, report: LoadReport) -> None:
     table = Table(title=f"Loading {report.model} ({report.dtype}, {report.device})", title_justify="left")
     table.add_column("backend")
     table.add_column("outcome")
@@ -153,7 +150,7 @@ def _parity_cell(measures: dict[str, Any], key: str) -> str:
     return f"{x.relative:.1e} / {x.tolerance:.0e}{mark}\n[dim]max {x.max_abs:.1e} mean {x.mean_abs:.1e}[/]"
 
 
-def print_verify(console: Console, report: Any) -> None:
+def print_verify(console: Console, report: VerifyReport) -> None:
     table = Table(title=f"Parity of {report.model} in {report.dtype} against {report.reference}: error relative "
                   "to the reference's scale / tolerance (padding positions excluded)", title_justify="left")
     for col in ("backend", "result", "logits", "loss", "grads", "error"):
@@ -163,13 +160,11 @@ def print_verify(console: Console, report: Any) -> None:
         cells = [_parity_cell(r.measures, k) for k in ("logits", "loss", "grads")]
         table.add_row(r.backend, result, *cells, r.error or "")
     console.print(table)
-    for name, why in report.skipped.items():
-        console.print(f"[dim]skipped {name}: {why}[/]")
+    for name, reason in report.skipped.items():
+        console.print(f"[dim]skipped {name}: {reason.message}[/]")
 
 
-def print_bench(console: Console, report: Any) -> None:
-    from attnpick.bench import fmt_seconds, speedups, spread
-
+def print_bench(console: Console, report: BenchReport) -> None:
     up = speedups(report)
     title = (f"{report.mode} bench: {report.model} (heads {report.shape['heads']}, kv {report.shape['kv_heads']}, "
              f"head_dim {report.shape['head_dim']}), {report.dtype}, batch {report.batch}, on {report.device}")
@@ -202,30 +197,31 @@ def print_bench(console: Console, report: Any) -> None:
     console.print(table)
     if report.matmul_peak_tflops:
         console.print(f"[dim]measured matmul peak ({report.dtype}): {report.matmul_peak_tflops:.3f} TFLOP/s[/]")
-    for name, why in report.excluded.items():
-        console.print(f"[dim]excluded {name}: {why}[/]")
+    for name, reason in report.excluded.items():
+        console.print(f"[dim]excluded {name}: {reason.message}[/]")
     console.print("[dim]At 256 tokens attention is ~1-3% of a 2-3B model's training FLOPs: padding waste and the "
                   "rest of the step matter more than the kernel there.[/]")
 
 
-def print_train(console: Console, report: dict[str, Any], output: str, load: dict[str, Any] | None = None) -> None:
-    if load:
-        for attempt in load["attempts"]:
-            why = "; ".join(r["message"] for r in attempt["reasons"]) or "smoke run passed, loaded"
-            console.print(f"  {attempt['backend']:<18} {attempt['outcome']:<13} [dim]{why}[/]", highlight=False)
-        conf = load.get("confirmation") or {}
-        ran = ", ".join(f"{k} x{v}" for k, v in (conf.get("calls") or conf.get("forwards") or {}).items())
-        console.print(f"Confirmed: {ran or 'unconfirmed'}")
-    losses = report["losses"]
-    first, last = (losses[0][1], losses[-1][1]) if losses else (float("nan"), float("nan"))
-    data = report["data"]
-    console.print(f"[bold]Trained[/] {report['model']} with {report['backend']}"
-                  + (f" (Unsloth kernel {report['unsloth_kernel']})" if report.get("unsloth_kernel") else "")
-                  + f", {report['dtype']}, {report['quantization'] or 'no quantization'}")
-    console.print(f"Steps {report['steps']}: loss {first:.4f} -> {last:.4f}; {report['tokens_seen']:,} tokens in "
-                  f"{report['seconds']:.1f}s ({report['tokens_per_s'] or 0:,.0f} tokens/s)")
-    console.print(f"Packing: {'on' if report['packing']['enabled'] else 'off'}: {report['packing']['reason']}")
-    console.print(f"Data: {data['examples']} examples from {data['source']}, {data['truncated']} truncated to fit")
-    for rank in report.get("ranks_that_differed", []):
-        console.print(f"[yellow]rank {rank['rank']} lacked: {rank['lacked']}[/]")
-    console.print(f"Written to {output}: adapter/, metrics.json, loss.png, load_report.json, train_report.json")
+def print_train(console: Console, report: TrainReport) -> None:
+    load = report.load
+    for attempt in load.attempts:
+        why = "; ".join(r.message for r in attempt.reasons) or "smoke run passed, loaded"
+        console.print(f"  {attempt.backend:<18} {attempt.outcome:<13} [dim]{why}[/]", highlight=False)
+    conf = load.confirmation
+    ran = ", ".join(f"{k} x{v}" for k, v in ((conf.calls or conf.forwards) if conf else {}).items())
+    console.print(f"Confirmed: {ran or 'unconfirmed'}")
+    first, last = (report.losses[0][1], report.losses[-1][1]) if report.losses else (float("nan"), float("nan"))
+    console.print(f"[bold]Trained[/] {report.model} with {report.backend}"
+                  + (f" (Unsloth kernel {load.unsloth_kernel})" if load.unsloth_kernel else "")
+                  + f", {load.dtype}, {load.quantization or 'no quantization'}")
+    console.print(f"Steps {report.steps}: loss {first:.4f} -> {last:.4f}; {report.tokens_seen:,} tokens in "
+                  f"{report.seconds:.1f}s ({report.tokens_per_s or 0:,.0f} tokens/s)")
+    console.print(f"Packing: {'on' if report.packing.enabled else 'off'}: {report.packing.reason}")
+    data = report.data
+    console.print(f"Data: {data.examples} examples from {data.dataset}, {data.truncated} truncated to fit")
+    for difference in report.ranks_that_differed:
+        console.print(f"[yellow]rank {difference.rank} lacked: {difference.lacked}[/]")
+    for note in report.notes:
+        console.print(f"[dim]{note}[/]")
+    console.print(f"Written to {report.output}: adapter/, metrics.json, loss.png, load_report.json, train_report.json")

@@ -1,27 +1,26 @@
 """Smoke runs: prove a backend on this device in a child process, with a timeout, cached by fingerprint.
 
-A crash (segfault, abort, CUDA fault), a hang past the timeout, or an exception becomes a `Reason`; the
-caller survives and moves on. Results that finished (pass or fail) are cached per machine facts, package
-versions, backend, shapes and dtype; timeouts are not cached.
+A smoke run exercises only the backend's attention (a one-layer Llama with the model's heads, kv heads and
+head_dim, forward and backward on a left- and right-padded batch), not the user's whole model. A crash
+(segfault, abort, CUDA fault), a hang past the timeout, or an exception becomes a `Reason`; the caller
+survives and moves on. Results that finished (pass or fail) are cached per machine facts, package versions,
+backend, shapes and dtype; timeouts are not cached.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from attnpick import cache
-from attnpick._smoke_child import MARKER
-from attnpick.decision import Reason
+from attnpick.decision import Reason, Request, choose
 from attnpick.facts import EnvFacts, ModelFacts
-from attnpick.subproc import run_child
+from attnpick.models import torch_device
+from attnpick.subproc import SMOKE_TIMEOUT_S, run_child
 
 CHILD_MODULE = "attnpick._smoke_child"
-DEFAULT_TIMEOUT_S = 300.0
-SMOKE_VERSION = 1
-_TORCH_DEVICE = {"cuda": "cuda", "rocm": "cuda", "xpu": "xpu", "mps": "mps", "cpu": "cpu"}
+SMOKE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -39,70 +38,72 @@ class SmokeResult:
         return out
 
 
-def smoke_spec(backend: str, facts: EnvFacts, model: ModelFacts | None, dtype: str, seq: int = 32,
-               training: bool = True) -> dict[str, Any]:
+def smoke_job(backend: str, facts: EnvFacts, model_facts: ModelFacts | None, dtype: str, seq: int = 32,
+              training: bool = True) -> dict[str, Any]:
     """The child's job: backend, device, dtype and the model's attention shapes (GQA as the model has it)."""
-    heads = (model.num_attention_heads if model else None) or 8
+    heads = (model_facts.num_attention_heads if model_facts else None) or 8
     return {
         "backend": backend,
-        "device": _TORCH_DEVICE[facts.device.type],
+        "device": torch_device(facts),
         "dtype": dtype,
         "heads": heads,
-        "kv_heads": (model.num_key_value_heads if model else None) or heads,
-        "head_dim": (model.head_dim if model else None) or 64,
+        "kv_heads": (model_facts.num_key_value_heads if model_facts else None) or heads,
+        "head_dim": (model_facts.head_dim if model_facts else None) or 64,
         "seq": seq,
         "training": training,
     }
 
 
-def run_smoke(spec: dict[str, Any], facts: EnvFacts, timeout_s: float = DEFAULT_TIMEOUT_S,
+def _valid(value: Any) -> bool:
+    reason = value.get("reason")
+    return (isinstance(value.get("ok"), bool) and isinstance(value.get("seconds"), (int, float))
+            and (reason is None or (isinstance(reason, dict) and {"code", "message"} <= set(reason))))
+
+
+def run_smoke(job: dict[str, Any], facts: EnvFacts, timeout_s: float = SMOKE_TIMEOUT_S,
               use_cache: bool = True) -> SmokeResult:
-    """Run one smoke test in a child process (or answer from the cache)."""
-    key = {"facts": facts.to_dict(), "spec": spec, "version": SMOKE_VERSION, "child": CHILD_MODULE}
-    path, hit = cache.cached("smoke", key)
-    if use_cache and isinstance(hit, dict):
+    """Run one smoke job in a child process (or answer from the cache)."""
+    key = {"facts": facts.to_dict(), "job": job, "version": SMOKE_VERSION, "child": CHILD_MODULE}
+    path, hit = cache.cached("smoke", key, _valid)
+    if use_cache and hit is not None:
         reason = Reason(**hit["reason"]) if hit.get("reason") else None
-        return SmokeResult(spec["backend"], hit["ok"], hit["seconds"], cached=True, reason=reason)
+        return SmokeResult(job["backend"], hit["ok"], hit["seconds"], cached=True, reason=reason)
 
     start = time.monotonic()
-    result, timed_out = _child(spec, timeout_s)
+    result, timed_out = _in_child(job, timeout_s)
     if not timed_out:
-        with contextlib.suppress(OSError):
-            cache.store(path, key, {"ok": result.ok, "seconds": result.seconds,
-                                    "reason": result.reason.to_dict() if result.reason else None})
-    return SmokeResult(spec["backend"], result.ok, round(time.monotonic() - start, 3), reason=result.reason)
+        cache.store(path, key, {"ok": result.ok, "seconds": result.seconds,
+                                "reason": result.reason.to_dict() if result.reason else None})
+    return SmokeResult(job["backend"], result.ok, round(time.monotonic() - start, 3), reason=result.reason)
 
 
-def _child(spec: dict[str, Any], timeout_s: float) -> tuple[SmokeResult, bool]:
-    backend = spec["backend"]
-    child = run_child(CHILD_MODULE, spec, MARKER, timeout_s)
+def _in_child(job: dict[str, Any], timeout_s: float) -> tuple[SmokeResult, bool]:
+    backend = job["backend"]
+    child = run_child(CHILD_MODULE, job, timeout_s)
     if child.timed_out:
-        reason = Reason("smoke_timeout", f"need the smoke run to finish within {timeout_s:.0f}s, have a hang "
-                        f"({backend} on {spec['device']}, {spec['dtype']})")
+        reason = Reason("smoke_timeout", f"need the smoke run to finish within {timeout_s:g}s, have a hang "
+                        f"({backend} on {job['device']}, {job['dtype']})", "--smoke-timeout SECONDS")
         return SmokeResult(backend, False, timeout_s, reason=reason), True
     record = child.record
-    if record is not None and record["ok"]:
+    if record is not None and record.get("ok"):
         return SmokeResult(backend, True, record.get("seconds", 0.0)), False
     if record is not None:
-        reason = Reason("smoke_failed", f"need a working forward+backward on {spec['device']} "
-                        f"({spec['dtype']}), have: {record['error']}")
+        reason = Reason("smoke_failed", f"need a working forward+backward on {job['device']} "
+                        f"({job['dtype']}), have: {record.get('error')}")
         return SmokeResult(backend, False, 0.0, reason=reason), False
     tail = f": {child.stderr_tail}" if child.stderr_tail else ""
     reason = Reason("smoke_crashed", f"need the smoke run to survive, have a child that {child.describe_exit()}{tail}")
     return SmokeResult(backend, False, 0.0, reason=reason), False
 
 
-
-def why_not_runnable(backend: str, facts: EnvFacts, model: ModelFacts | None, dtype: str,
-                     timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[str, str] | None:
+def why_not_runnable(backend: str, facts: EnvFacts, model_facts: ModelFacts | None, dtype: str,
+                     timeout_s: float = SMOKE_TIMEOUT_S) -> tuple[str, tuple[Reason, ...]] | None:
     """None when `backend` is eligible here (forced, in `dtype`) and passes its smoke run; else
-    ("ineligible" | "smoke", the reason)."""
-    from attnpick.decision import Request, choose
-
-    cand = choose(facts, Request(backend, dtype, source="check"), model).candidate(backend)
+    ("ineligible" | "smoke", the reasons)."""
+    cand = choose(facts, Request(backend, dtype, origin="check"), model_facts).candidate(backend)
     if cand.reasons:
-        return "ineligible", "; ".join(r.message for r in cand.reasons)
-    smoke = run_smoke(smoke_spec(backend, facts, model, dtype), facts, timeout_s=timeout_s)
+        return "ineligible", cand.reasons
+    smoke = run_smoke(smoke_job(backend, facts, model_facts, dtype), facts, timeout_s=timeout_s)
     if smoke.ok:
         return None
-    return "smoke", smoke.reason.message if smoke.reason else "smoke run failed"
+    return "smoke", (smoke.reason or Reason("smoke_failed", "need a passing smoke run, have a failed one"),)

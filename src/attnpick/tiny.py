@@ -8,13 +8,15 @@ template. Built on first use into the cache folder; the name `tiny-exaone` works
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from attnpick import files
+from attnpick.cache import cache_dir
+from attnpick.errors import UsageError
+from attnpick.model_info import check_model_files, read_config
 
 NAME = "tiny-exaone"
 VERSION = 1
@@ -126,38 +128,41 @@ def _tokenizer(folder: Path) -> int:
 
 
 def build(folder: Path) -> Path:
-    """Write tiny-exaone into `folder` (which must not exist yet)."""
-    from safetensors.torch import save_file
+    """Write tiny-exaone into `folder` (created if missing)."""
+    from safetensors.torch import save_file  # heavy (torch): only when the model is built
 
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     vocab = _tokenizer(folder)
     cfg = config(vocab)
     save_file(_weights(cfg), str(folder / "model.safetensors"), metadata={"format": "pt"})
-    (folder / "config.json").write_text(json.dumps(cfg, indent=2))
-    (folder / "generation_config.json").write_text(json.dumps(
-        {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0, "transformers_version": "4.43.1"}, indent=2))
+    files.write_json(folder / "config.json", cfg)
+    files.write_json(folder / "generation_config.json",
+                     {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0, "transformers_version": "4.43.1"})
     return folder
 
 
 def ensure() -> Path:
-    """The tiny-exaone folder in the cache, built on first use (atomically: a crash leaves no half folder)."""
-    from attnpick.cache import cache_dir
-
+    """The tiny-exaone folder in the cache, built on first use and rebuilt when it is incomplete (written
+    atomically: a crash leaves no half folder)."""
     final = cache_dir() / "models" / f"{NAME}-v{VERSION}"
-    if (final / "model.safetensors").is_file():
+    if _complete(final):
         return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
-        build(tmp / "model")
-        try:
-            os.replace(tmp / "model", final)
-        except OSError:
-            if not (final / "model.safetensors").is_file():  # not another process winning the race
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with files.publish_folder(final, replace=True) as staging:
+        build(staging)
     return final
+
+
+def _complete(folder: Path) -> bool:
+    """Every file of the build is there and the weights' header reads back (a truncated copy is rebuilt)."""
+    needed = ("config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors")
+    if not all((folder / name).is_file() for name in needed):
+        return False
+    try:
+        read_config(folder)
+        check_model_files(folder)
+    except UsageError:
+        return False
+    return True
 
 
 # Models with real shapes and random weights, for timing only: config.json (as Llama: EXAONE 3.x is a Llama
@@ -173,25 +178,17 @@ RANDOM_MARKER = "attnpick-random.json"
 
 def ensure_random(name: str) -> Path:
     """The folder of a random-weight model (config and tokenizer only), written on first use."""
-    from attnpick.cache import cache_dir
-
     final = cache_dir() / "models" / f"{name}-v{VERSION}"
     if (final / RANDOM_MARKER).is_file():
         return final
-    source = ensure()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=final.parent))
-    try:
+    tokenizer_folder = ensure()
+    with files.publish_folder(final, replace=True) as staging:
         for side in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"):
-            if (source / side).is_file():
-                shutil.copy2(source / side, tmp / side)
+            if (tokenizer_folder / side).is_file():
+                shutil.copy2(tokenizer_folder / side, staging / side)
         cfg = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_act": "silu",
                "rms_norm_eps": 1e-5, "max_position_embeddings": 32768, "rope_theta": 1000000.0,
                "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0, **RANDOM_MODELS[name]}
-        (tmp / "config.json").write_text(json.dumps(cfg, indent=2))
-        (tmp / RANDOM_MARKER).write_text(json.dumps({"name": name, "weights": "random, seed 0: timing only"}))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        files.write_json(staging / "config.json", cfg)
+        files.write_json(staging / RANDOM_MARKER, {"name": name, "weights": "random, seed 0: timing only"})
     return final

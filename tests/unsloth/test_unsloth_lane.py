@@ -63,8 +63,8 @@ PLAN = """
     from attnpick.probe import collect_facts
     facts = collect_facts()
     # The chain as a GPU machine would run it: unsloth first, sdpa next.
-    plan = Decision(chosen="unsloth", source="auto", dtype="float32",
-                    candidates=(Candidate("unsloth", "accepted"), Candidate("sdpa", "not_tried")))
+    plan = Decision(chosen="unsloth", mode="auto", dtype="float32",
+                    candidates=(Candidate("unsloth", "accepted"), Candidate("sdpa", "eligible")))
 """
 
 

@@ -50,8 +50,7 @@ def unsloth_kernel_in_process() -> str:
     return "sdpa"
 
 
-def load_unsloth(folder: Path, max_seq_length: int, dtype: str, load_in_4bit: bool,
-                 facts: Any) -> tuple[Any, Any, str]:
+def load_unsloth(folder: Path, max_seq_length: int, dtype: str, load_in_4bit: bool) -> tuple[Any, Any, str]:
     """`FastLanguageModel.from_pretrained` on a local folder (EXAONE arrives already mapped to Llama)."""
     import unsloth  # noqa: F401 - before torch and transformers, as Unsloth asks
     import torch

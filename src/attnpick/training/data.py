@@ -29,7 +29,7 @@ class Example:
 
 @dataclass(frozen=True)
 class DataStats:
-    source: str
+    dataset: str
     examples: int
     truncated: int
     tokens: int
@@ -38,15 +38,15 @@ class DataStats:
     lengths: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "examples": self.examples, "truncated": self.truncated, "tokens": self.tokens,
+        return {"dataset": self.dataset, "examples": self.examples, "truncated": self.truncated, "tokens": self.tokens,
                 "answer_tokens": self.answer_tokens, "layouts": dict(self.layouts), "lengths": dict(self.lengths)}
 
 
 def read_rows(path: str) -> tuple[str, list[tuple[int, dict[str, Any]]]]:
-    """(source name, [(line number, object)]); a malformed line is a `UsageError` naming file and line."""
+    """(dataset name, [(line number, object)]); a malformed line is a `UsageError` naming file and line."""
     if path == DEFAULT:
         text = resources.files("attnpick").joinpath("data/default_sft.jsonl").read_text(encoding="utf-8")
-        source = "embedded default dataset (attnpick/data/default_sft.jsonl)"
+        dataset = "embedded default dataset (attnpick/data/default_sft.jsonl)"
     else:
         file = Path(path)
         if not file.is_file():
@@ -55,7 +55,7 @@ def read_rows(path: str) -> tuple[str, list[tuple[int, dict[str, Any]]]]:
             text = file.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise UsageError(f"Data file {path!r} is not UTF-8 text. Save it as UTF-8 JSONL.") from None
-        source = path
+        dataset = path
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -63,14 +63,14 @@ def read_rows(path: str) -> tuple[str, list[tuple[int, dict[str, Any]]]]:
         try:
             row = json.loads(line)
         except ValueError as exc:
-            raise UsageError(f"{source}:{number}: not valid JSON ({exc.args[0] if exc.args else exc}). "
+            raise UsageError(f"{dataset}:{number}: not valid JSON ({exc.args[0] if exc.args else exc}). "
                              "Fix or remove the line.") from None
         if not isinstance(row, dict):
-            raise UsageError(f"{source}:{number}: expected a JSON object per line, got {type(row).__name__}.")
+            raise UsageError(f"{dataset}:{number}: expected a JSON object per line, got {type(row).__name__}.")
         rows.append((number, row))
     if not rows:
-        raise UsageError(f"{source}: the dataset is empty. Give at least one example per line.")
-    return source, rows
+        raise UsageError(f"{dataset}: the dataset is empty. Give at least one example per line.")
+    return dataset, rows
 
 
 def to_messages(row: dict[str, Any], where: str) -> tuple[str, list[dict[str, str]]]:
@@ -116,7 +116,8 @@ def answer_spans(messages: list[dict[str, str]], tokenizer: Any) -> tuple[str, l
 
 def tokenize(messages: list[dict[str, str]], tokenizer: Any, max_length: int) -> tuple[Example, bool]:
     text, spans = answer_spans(messages, tokenizer)
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    # verbose=False: the full length is wanted (truncation is counted below), not a warning about it
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
     labels = [tid if any(a <= start < b for a, b in spans) else -100
               for tid, (start, _) in zip(ids, offsets, strict=True)]
@@ -126,19 +127,19 @@ def tokenize(messages: list[dict[str, str]], tokenizer: Any, max_length: int) ->
 
 def load_examples(path: str, tokenizer: Any, max_length: int) -> tuple[list[Example], DataStats]:
     """Every example of the file, tokenized and truncated to `max_length` (truncations are counted)."""
-    source, rows = read_rows(path)
+    dataset, rows = read_rows(path)
     examples, layouts, truncated = [], {}, 0
     for number, row in rows:
-        layout, messages = to_messages(row, f"{source}:{number}")
+        layout, messages = to_messages(row, f"{dataset}:{number}")
         layouts[layout] = layouts.get(layout, 0) + 1
         example, cut = tokenize(messages, tokenizer, max_length)
         truncated += cut
         if any(label != -100 for label in example.labels):
             examples.append(example)
     if not examples:
-        raise UsageError(f"{source}: no example keeps an answer token within {max_length} tokens.")
+        raise UsageError(f"{dataset}: no example keeps an answer token within {max_length} tokens.")
     lengths = sorted(len(e.input_ids) for e in examples)
-    stats = DataStats(source, len(examples), truncated, sum(lengths),
+    stats = DataStats(dataset, len(examples), truncated, sum(lengths),
                       sum(sum(1 for x in e.labels if x != -100) for e in examples), layouts,
                       {"min": lengths[0], "median": lengths[len(lengths) // 2], "max": lengths[-1]})
     return examples, stats
@@ -146,9 +147,9 @@ def load_examples(path: str, tokenizer: Any, max_length: int) -> tuple[list[Exam
 
 def validate(path: str) -> DataStats:
     """Check a data file's JSON and layouts without a tokenizer (fast, before any model is loaded)."""
-    source, rows = read_rows(path)
+    dataset, rows = read_rows(path)
     layouts: dict[str, int] = {}
     for number, row in rows:
-        layout, _ = to_messages(row, f"{source}:{number}")
+        layout, _ = to_messages(row, f"{dataset}:{number}")
         layouts[layout] = layouts.get(layout, 0) + 1
-    return DataStats(source, len(rows), 0, 0, 0, layouts)
+    return DataStats(dataset, len(rows), 0, 0, 0, layouts)

@@ -14,13 +14,18 @@ kernel rows show where a backend wins; the train rows show what that is worth in
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from attnpick._bench_child import MARKER
+from attnpick import plots, tiny
+from attnpick.catalog import CATALOG, ORDER, PINNED_SDPA
+from attnpick.decision import Reason, Request, choose
 from attnpick.facts import EnvFacts
-from attnpick.subproc import run_child
+from attnpick.models import prepare, torch_device
+from attnpick.parity import verify
+from attnpick.probe import collect_facts
+from attnpick.smoke import why_not_runnable
+from attnpick.subproc import BENCH_TIMEOUT_S, run_child
 
 CHILD_MODULE = "attnpick._bench_child"
 MODES = ("kernel", "train", "infer")
@@ -51,23 +56,18 @@ class BenchReport:
     device: str
     rows: tuple[BenchRow, ...]
     matmul_peak_tflops: float | None
-    excluded: dict[str, str]
+    excluded: dict[str, Reason]
     facts: EnvFacts
 
     def row(self, backend: str, seq: int) -> BenchRow | None:
         return next((r for r in self.rows if r.backend == backend and r.seq == seq), None)
 
-    def fastest(self, seq: int) -> str | None:
-        """The backend with the lowest main time at `seq`, among rows that measured fine."""
-        key = {"kernel": "forward_backward", "train": "step", "infer": "prefill"}[self.mode]
-        rows = [r for r in self.rows if r.ok and r.seq == seq]
-        return min(rows, key=lambda r: r.metrics[key]["median_s"]).backend if rows else None
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model, "mode": self.mode, "dtype": self.dtype, "batch": self.batch, "shape": self.shape,
             "device": self.device, "matmul_peak_tflops": self.matmul_peak_tflops,
-            "rows": [r.to_dict() for r in self.rows], "excluded": dict(self.excluded),
+            "rows": [r.to_dict() for r in self.rows],
+            "excluded": {name: reason.to_dict() for name, reason in self.excluded.items()},
             "note": "At 256 tokens attention is ~1-3% of a 2-3B model's training FLOPs; padding waste and the "
                     "rest of the step matter more than the kernel there.",
             "facts": self.facts.to_dict(),
@@ -81,18 +81,16 @@ def attention_flops(batch: int, heads: int, seq: int, head_dim: int, causal: boo
 
 
 def backend_version(facts: EnvFacts, backend: str) -> str:
-    from attnpick.catalog import CATALOG
-
     dist = CATALOG[backend].distribution if backend in CATALOG else None
     if dist:
         return f"{backend} ({dist} {facts.package(dist).version})"
     return f"{backend} (torch {facts.torch})"
 
 
-def bench(model_name: str = "tiny-exaone", seq_lens: tuple[int, ...] = (256, 1024, 4096), batch: int = 1,
+def bench(model_name: str = tiny.NAME, seq_lens: tuple[int, ...] = (256, 1024, 4096), batch: int = 1,
           mode: str = "kernel", backends: list[str] | None = None, dtype: str | None = None, lora: bool = False,
           facts: EnvFacts | None = None, repeats: int | None = None, warmup: int | None = None,
-          verify_first: bool = True, timeout_s: float = 600.0) -> BenchReport:
+          verify_first: bool = True, timeout_s: float = BENCH_TIMEOUT_S) -> BenchReport:
     """Measure every backend that runs here and passed parity, at each sequence length.
 
     Args:
@@ -108,35 +106,25 @@ def bench(model_name: str = "tiny-exaone", seq_lens: tuple[int, ...] = (256, 102
     Returns:
         A `BenchReport`.
     """
-    from attnpick.catalog import ORDER, PINNED_SDPA
-    from attnpick.decision import Request, choose
-    from attnpick.loading import _torch_device, prepare
-    from attnpick.parity import verify
-    from attnpick.smoke import why_not_runnable
-
-    if facts is None:
-        from attnpick.probe import collect_facts
-
-        facts = collect_facts()
-    prepared = prepare(model_name)
-    info = prepared.info
-    decision = choose(facts, Request.from_names(None, dtype), info)
+    model_facts = prepare(model_name).model_facts
+    facts = facts or collect_facts()
+    decision = choose(facts, Request.from_names(None, dtype), model_facts)
     dtype = decision.dtype
     on_gpu = facts.device.type in ("cuda", "rocm")
     repeats = repeats or (20 if on_gpu else 5)
     warmup = warmup or (5 if on_gpu else 1)
 
-    excluded: dict[str, str] = {}
+    excluded: dict[str, Reason] = {}
     if backends is None:
         backends = []
         for name in (*ORDER, *PINNED_SDPA):
             if name == "unsloth" and mode == "kernel":
                 continue  # Unsloth is a model loader, not an attention function
-            why = why_not_runnable(name, facts, info, dtype)
+            why = why_not_runnable(name, facts, model_facts, dtype)
             if why is None:
                 backends.append(name)
             elif why[0] == "smoke":
-                excluded[name] = why[1]
+                excluded[name] = why[1][0]
     if "eager" not in backends:
         backends.append("eager")  # the baseline of every speedup
     if verify_first:
@@ -144,15 +132,15 @@ def bench(model_name: str = "tiny-exaone", seq_lens: tuple[int, ...] = (256, 102
         report = verify(model_name, backends=checkable, dtype=dtype, facts=facts)
         for result in report.results:
             if not result.ok:
-                excluded[result.backend] = "failed parity with eager float32 (attnpick verify)"
+                excluded[result.backend] = result.reason()
         excluded.update({k: v for k, v in report.skipped.items() if k in backends})
         backends = [b for b in backends if b not in excluded]
 
-    device = _torch_device(facts).split(":")[0]
+    device = torch_device(facts)
     peak = None
     if mode == "kernel":
         child = run_child(CHILD_MODULE, {"job": "matmul_peak", "device": device, "dtype": dtype,
-                                         "warmup": warmup, "repeats": repeats}, MARKER, timeout_s)
+                                         "warmup": warmup, "repeats": repeats}, timeout_s)
         if child.record and child.record.get("ok"):
             peak = child.record["tflops"]
 
@@ -160,12 +148,12 @@ def bench(model_name: str = "tiny-exaone", seq_lens: tuple[int, ...] = (256, 102
     for seq in seq_lens:
         for backend in backends:
             job = {"job": mode, "backend": backend, "device": device, "dtype": dtype, "batch": batch, "seq": seq,
-                   "heads": info.num_attention_heads or 8, "kv_heads": info.num_key_value_heads or 8,
-                   "head_dim": info.head_dim or 64, "model": model_name, "lora": lora,
+                   "heads": model_facts.num_attention_heads or 8, "kv_heads": model_facts.num_key_value_heads or 8,
+                   "head_dim": model_facts.head_dim or 64, "model": model_name, "lora": lora,
                    "warmup": warmup, "repeats": repeats}
             rows.append(_row(job, facts, peak, timeout_s))
-    shape = {"heads": info.num_attention_heads or 0, "kv_heads": info.num_key_value_heads or 0,
-             "head_dim": info.head_dim or 0}
+    shape = {"heads": model_facts.num_attention_heads or 0, "kv_heads": model_facts.num_key_value_heads or 0,
+             "head_dim": model_facts.head_dim or 0}
     return BenchReport(model_name, mode, dtype, batch, shape, facts.device.name or facts.device.type, tuple(rows),
                        peak, excluded, facts)
 
@@ -173,7 +161,7 @@ def bench(model_name: str = "tiny-exaone", seq_lens: tuple[int, ...] = (256, 102
 def _row(job: dict[str, Any], facts: EnvFacts, peak: float | None, timeout_s: float) -> BenchRow:
     backend, seq = job["backend"], job["seq"]
     version = backend_version(facts, backend)
-    child = run_child(CHILD_MODULE, job, MARKER, timeout_s)
+    child = run_child(CHILD_MODULE, job, timeout_s)
     if child.timed_out:
         return BenchRow(backend, version, seq, False, error=f"did not finish within {timeout_s:.0f}s")
     record = child.record
@@ -205,34 +193,30 @@ def speedups(report: BenchReport) -> dict[str, dict[int, float]]:
 
 def plot(report: BenchReport, path: str) -> None:
     """A PNG: speedup over eager and peak memory per sequence length."""
-    import matplotlib
+    with plots.pyplot() as plt:
+        from matplotlib.ticker import NullLocator
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for backend, by_seq in sorted(speedups(report).items()):
-        seqs = sorted(by_seq)
-        left.plot(seqs, [by_seq[s] for s in seqs], marker="o", label=backend)
-    for backend in sorted({r.backend for r in report.rows}):
-        rows = sorted((r for r in report.rows if r.backend == backend and r.ok), key=lambda r: r.seq)
-        right.plot([r.seq for r in rows], [max(r.metrics["peak_mb"], 1e-3) for r in rows], marker="o", label=backend)
-    what = {"kernel": "attention forward+backward", "train": "training step", "infer": "prefill"}[report.mode]
-    left.set(xscale="log", xlabel="sequence length", ylabel=f"speedup over eager ({what})",
-             title=f"{report.model}, {report.dtype}, batch {report.batch}")
-    left.axhline(1.0, color="grey", lw=0.8, ls="--")
-    right.set(xscale="log", yscale="log", xlabel="sequence length", ylabel="peak memory (MiB)",
-              title=f"{report.device}")
-    for axis in (left, right):
-        axis.grid(True, which="both", alpha=0.3)
-        axis.legend(fontsize=8)
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+        for backend, by_seq in sorted(speedups(report).items()):
+            seqs = sorted(by_seq)
+            left.plot(seqs, [by_seq[s] for s in seqs], marker="o", label=backend)
+        for backend in sorted({r.backend for r in report.rows}):
+            rows = sorted((r for r in report.rows if r.backend == backend and r.ok), key=lambda r: r.seq)
+            right.plot([r.seq for r in rows], [max(r.metrics["peak_mb"], 1e-3) for r in rows], marker="o",
+                       label=backend)
+        what = {"kernel": "attention forward+backward", "train": "training step", "infer": "prefill"}[report.mode]
+        left.set(xscale="log", xlabel="sequence length", ylabel=f"speedup over eager ({what})",
+                 title=f"{report.model}, {report.dtype}, batch {report.batch}")
+        left.axhline(1.0, color="grey", lw=0.8, ls="--")
+        right.set(xscale="log", yscale="log", xlabel="sequence length", ylabel="peak memory (MiB)",
+                  title=f"{report.device}")
         ticks = sorted({r.seq for r in report.rows})
-        axis.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-        axis.set_xticks(ticks, [str(t) for t in ticks])
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        for axis in (left, right):
+            axis.grid(True, which="both", alpha=0.3)
+            axis.legend(fontsize=8)
+            axis.xaxis.set_minor_locator(NullLocator())
+            axis.set_xticks(ticks, [str(t) for t in ticks])
+        plots.save(fig, path)
 
 
 def fmt_seconds(seconds: float) -> str:
@@ -248,47 +232,3 @@ def spread(stats: dict[str, float]) -> str:
     if not stats.get("median_s"):
         return "-"
     return f"±{50 * (stats['q3_s'] - stats['q1_s']) / stats['median_s']:.0f}%"
-
-
-def measured_decision(facts: EnvFacts, decision: Any, model_name: str, seq: int, batch: int = 1,
-                      use_cache: bool = True) -> Any:
-    """`--policy measured`: the decision's eligible candidates (and pinned SDPA kernels) reordered by measured
-    attention forward+backward time at this shape, fastest first; those failing parity become rejected.
-    Unsloth, a whole-model loader rather than a kernel, keeps its place at the front when eligible. Cached
-    by machine fingerprint, shape, dtype, sequence length and batch."""
-    from dataclasses import replace
-
-    from attnpick import cache
-    from attnpick.catalog import PINNED_SDPA
-    from attnpick.decision import Candidate, Reason, Request, choose
-    from attnpick.loading import prepare
-
-    info = prepare(model_name).info
-    key = {"facts": facts.to_dict(), "model": [info.num_attention_heads, info.num_key_value_heads, info.head_dim],
-           "dtype": decision.dtype, "seq": seq, "batch": batch}
-    path, hit = cache.cached("measured", key)
-    if not (use_cache and isinstance(hit, dict)):
-        eligible = [c.backend for c in decision.candidates if c.verdict != "rejected" and c.backend != "unsloth"]
-        for name in PINNED_SDPA:
-            if not choose(facts, Request(name, decision.dtype, source="measured"), info).candidate(name).reasons:
-                eligible.append(name)
-        report = bench(model_name, seq_lens=(seq,), batch=batch, mode="kernel", backends=eligible,
-                       dtype=decision.dtype, facts=facts)
-        times = {r.backend: r.metrics["forward_backward"]["median_s"] for r in report.rows if r.ok}
-        hit = {"times": times, "excluded": report.excluded}
-        with contextlib.suppress(OSError):
-            cache.store(path, key, hit)
-    times, excluded = hit["times"], hit["excluded"]
-    keep = [c for c in decision.candidates if c.backend == "unsloth" and c.verdict != "rejected"]
-    ranked = sorted(times, key=times.get)
-    rest = [Candidate(name, "not_tried", note=f"attention fwd+bwd {fmt_seconds(times[name])} at {seq} tokens")
-            for name in ranked]
-    rejected = [c for c in decision.candidates if c.verdict == "rejected"]
-    rejected += [Candidate(name, "rejected", (Reason("parity_failed" if "parity" in why else "not_measured",
-                                                     f"need a measured, verified run, have: {why}"),))
-                 for name, why in excluded.items()]
-    ordered = keep + rest
-    if ordered:
-        ordered[0] = replace(ordered[0], verdict="accepted")
-    return replace(decision, chosen=ordered[0].backend if ordered else None,
-                   candidates=tuple(rejected + ordered), source_detail="measured")

@@ -1,0 +1,69 @@
+"""LoRA through peft, the way attnpick attaches it everywhere (`attnpick train`, `FastLanguageModel`): k-bit
+preparation for 4-bit models, optional gradient checkpointing, weights drawn from a seeded generator.
+
+peft 0.21 reads `model.is_gradient_checkpointing`, which transformers 5.24 deprecated in favour of
+`is_activation_checkpointing`; the FutureWarning that follows says nothing to the user and is silenced here,
+and only here.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from attnpick.errors import UsageError
+
+
+def linear_module_names(model: Any) -> set[str]:
+    """The last name part of every linear layer (q_proj, down_proj, ...): what `target_modules` can name."""
+    names = set()
+    for full_name, module in model.named_modules():
+        if "Linear" in type(module).__name__ and full_name:
+            names.add(full_name.rsplit(".", 1)[-1])
+    return names
+
+
+def check_target_modules(available: set[str], wanted: Sequence[str]) -> None:
+    """`UsageError` naming the unknown names and the model's own, before any LoRA is attached."""
+    unknown = [name for name in wanted if name not in available and name != "all-linear"]
+    if unknown:
+        raise UsageError(f"--target-modules {','.join(unknown)}: no such layer in this model. Its linear layers are: "
+                         f"{', '.join(sorted(available))}.")
+
+
+def attach_lora(model: Any, *, r: int, lora_alpha: int, lora_dropout: float, target_modules: Sequence[str] | str,
+                bias: str = "none", use_rslora: bool = False, loftq_config: Any = None, seed: int | None = None,
+                gradient_checkpointing: bool = False) -> Any:
+    """`model` wrapped in a peft LoRA; a 4-bit model is prepared for k-bit training first.
+
+    Args:
+        model: a transformers causal LM (4-bit or not).
+        r, lora_alpha, lora_dropout, bias, use_rslora, loftq_config: as in `peft.LoraConfig`.
+        target_modules: module names (or "all-linear").
+        seed: draws the LoRA weights from `torch.manual_seed(seed)` when given.
+        gradient_checkpointing: recompute activations in the backward pass (less memory, more time).
+    """
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training  # heavy: a model is loaded
+
+    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    targets = target_modules if isinstance(target_modules, str) else list(target_modules)
+    config = LoraConfig(r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=targets, bias=bias,
+                        use_rslora=use_rslora, loftq_config=loftq_config or {}, task_type="CAUSAL_LM")
+    if seed is not None:
+        import torch
+
+        torch.manual_seed(seed)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        try:
+            return get_peft_model(model, config)
+        except ValueError as exc:
+            if "not found in the base model" in str(exc):
+                check_target_modules(linear_module_names(model), targets if isinstance(targets, list) else [targets])
+            raise

@@ -1,0 +1,118 @@
+"""`TrainConfig`: every option of `attnpick train`, with its help line, in one place. The CLI builds its
+options from these fields (`attnpick.cli`), the library takes them as keyword arguments, and `validate()`
+refuses a bad value before anything is loaded or written."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
+
+from attnpick import tiny
+from attnpick.catalog import DTYPES
+from attnpick.errors import UsageError
+from attnpick.training.data import DEFAULT as DEFAULT_DATA
+
+DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+PACKING = ("auto", "on", "off")
+MAX_SEQ_LENGTH_LIMIT = 1 << 20
+
+
+def option(default: Any, help: str, **cli: Any) -> Any:
+    """A config field with its CLI help; `cli` holds argparse extras (flag, metavar, choices, aliases...).
+    `cli=False` keeps a field off the command line."""
+    factory = {"default_factory": lambda: list(default)} if isinstance(default, (list, tuple)) else {"default": default}
+    return field(**factory, metadata={"help": help, **cli})
+
+
+@dataclass
+class TrainConfig:
+    """One fine-tuning run. Field names are the library's keyword arguments; `--field-name` the CLI's."""
+
+    model: str = option(tiny.NAME, f"{tiny.NAME} (default), a local folder laid out like the hub, or a cached hub id",
+                        positional=True)
+    data: str = option(DEFAULT_DATA, "training data: a .jsonl file of chat, instruction/input/output or "
+                       "prompt/completion rows (default: the embedded Korean/English set)", metavar="FILE")
+    output: str = option("attnpick-run", "the run's folder: created, never overwritten (see --resume)",
+                         metavar="DIR", required=True)
+    backend: str = option("auto", "attention backend: auto (default) or one name from 'attnpick doctor'; "
+                          "env ATTNPICK_BACKEND", kind="backend")
+    dtype: str | None = option(None, "compute dtype; default: the device's best", choices=DTYPES)
+    load_in_4bit: bool = option(True, "train a LoRA on the full-precision model instead of the 4-bit (NF4) one",
+                                flag="--no-4bit", action="store_false")
+    max_seq_length: int = option(256, "longest example in tokens; longer ones are truncated", metavar="N")
+    packing: str = option("auto", "padding-free packing: auto (after a check on the real training path), on, off",
+                          choices=PACKING)
+    epochs: float = option(1.0, "passes over the data (ignored when --max-steps is given)", metavar="N")
+    max_steps: int = option(-1, "optimizer steps to run; -1: as many as --epochs gives", metavar="N")
+    batch_size: int = option(8, "examples per device per step", metavar="N")
+    grad_accum: int = option(1, "steps whose gradients are summed before one optimizer step", metavar="N")
+    learning_rate: float = option(2e-4, "peak learning rate", metavar="LR", aliases=("--lr",))
+    scheduler: str = option("linear", "learning-rate schedule: one of transformers' SchedulerType names",
+                            metavar="NAME")
+    warmup: float = option(0.0, "warm-up: below 1 a fraction of the steps, from 1 a number of steps", metavar="W")
+    seed: int = option(42, "seed of the LoRA initialisation, the data order and dropout", metavar="N")
+    logging_steps: int = option(1, "log the loss every N steps", metavar="N")
+    save_steps: int = option(50, "write a checkpoint every N steps", metavar="N")
+    lora_r: int = option(16, "LoRA rank", metavar="R")
+    lora_alpha: int = option(32, "LoRA alpha (scaling = alpha / r)", metavar="A")
+    lora_dropout: float = option(0.0, "dropout on the LoRA input, from 0 up to (not including) 1", metavar="P")
+    target_modules: list[str] = option(DEFAULT_TARGETS, "comma-separated module names that get a LoRA",
+                                       metavar="A,B", kind="list")
+    resume: bool = option(False, "continue from the output folder's last complete checkpoint", action="store_true")
+    progress: bool = option(True, "show a progress bar", cli=False)
+
+    def validate(self) -> None:
+        """Every value checked, before anything loads; `UsageError` naming the option and the fix."""
+        if self.packing not in PACKING:
+            raise UsageError(f"--packing must be auto, on or off, got {self.packing!r}.")
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise UsageError(f"Unknown dtype {self.dtype!r}. Choose one of: {', '.join(DTYPES)}.")
+        _whole(self.max_seq_length, "--max-seq-length", 8, MAX_SEQ_LENGTH_LIMIT)
+        for value, name in ((self.batch_size, "--batch-size"), (self.grad_accum, "--grad-accum"),
+                            (self.save_steps, "--save-steps"), (self.logging_steps, "--logging-steps"),
+                            (self.lora_r, "--lora-r"), (self.lora_alpha, "--lora-alpha")):
+            _whole(value, name, 1)
+        _whole(self.seed, "--seed", 0, 2**32 - 1)
+        _whole(self.max_steps, "--max-steps", -1)
+        if self.max_steps == 0:
+            raise UsageError("--max-steps must be positive, or -1 to train for --epochs.")
+        _finite(self.epochs, "--epochs", low=0.0, low_open=True)
+        _finite(self.learning_rate, "--learning-rate", low=0.0, low_open=True)
+        _finite(self.warmup, "--warmup", low=0.0)
+        _finite(self.lora_dropout, "--lora-dropout", low=0.0, high=1.0)
+        if not self.target_modules or not all(isinstance(m, str) and m.strip() for m in self.target_modules):
+            raise UsageError("--target-modules needs at least one module name, e.g. q_proj,v_proj.")
+        self._check_scheduler()
+
+    def _check_scheduler(self) -> None:
+        from transformers.trainer_utils import SchedulerType  # the schedulers transformers itself accepts
+
+        names = [s.value for s in SchedulerType]
+        if self.scheduler not in names:
+            raise UsageError(f"Unknown --scheduler {self.scheduler!r}. Choose one of: {', '.join(names)}.")
+
+
+def cli_fields() -> list[tuple[str, Any, dict[str, Any]]]:
+    """(name, default, metadata) of every field the CLI offers."""
+    out = []
+    for f in fields(TrainConfig):
+        if f.metadata.get("cli", True) is False:
+            continue
+        default = f.default_factory() if f.default is MISSING else f.default  # type: ignore[misc]
+        out.append((f.name, default, dict(f.metadata)))
+    return out
+
+
+def _whole(value: Any, option: str, low: int, high: int | None = None) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
+        span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise UsageError(f"{option} must be a whole number {span}, got {value!r}.")
+
+
+def _finite(value: Any, option: str, low: float, high: float | None = None, low_open: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > low if low_open else value >= low) and (high is None or value < high)
+    if not ok:
+        bounds = f"{'above' if low_open else 'at least'} {low:g}" + (f" and below {high:g}" if high is not None else "")
+        raise UsageError(f"{option} must be a finite number {bounds}, got {value!r}.")

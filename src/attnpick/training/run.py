@@ -1,0 +1,269 @@
+"""`train()`: QLoRA SFT with the proven backend, checked packing, exact resume, one backend per distributed job.
+
+The run, step by step: check every input (options, data, output folder) before anything loads; load the model
+through the proven chain (every rank agreeing on one backend); tokenize the data; attach the LoRA; decide on
+packing after checking it on the real training path; fit with transformers' Trainer; write the reports.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import attnpick.training.distributed as distributed
+from attnpick.chain import LoadReport
+from attnpick.decision import RankDifference, Request
+from attnpick.errors import UsageError
+from attnpick.loading import decide, load_model
+from attnpick.lora import attach_lora, check_target_modules
+from attnpick.models import Prepared, linear_layer_names, prepare
+from attnpick.probe import collect_facts, disabled_backends
+from attnpick.quantization import require_bitsandbytes
+from attnpick.training.config import TrainConfig
+from attnpick.training.data import DataStats, Example, load_examples, validate
+from attnpick.training.outputs import prepare_output, remove_if_empty, write_reports
+from attnpick.training.packing import PackingVerdict, decide_packing, packing_check
+from attnpick.training.trainer import trainer_classes
+
+PROBE_TEXT = "[|user|]서울은 어떤 곳인가요?\n[|assistant|]"
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    """What a run did: the backend (with the whole `LoadReport`), the data, packing, losses and speed."""
+
+    model: str
+    output: str
+    load: LoadReport
+    data: DataStats
+    packing: PackingVerdict
+    steps: int
+    losses: tuple[tuple[int, float], ...]
+    train_loss: float | None
+    seconds: float
+    tokens_seen: int
+    lora: dict[str, Any]
+    probe: dict[str, Any]
+    resumed_from: str | None = None
+    world_size: int = 1
+    ranks_that_differed: tuple[RankDifference, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def backend(self) -> str:
+        return self.load.chosen
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        return self.tokens_seen / self.seconds if self.seconds else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The train_report.json document (the load report is written beside it, as load_report.json)."""
+        return {
+            "backend": self.backend, "unsloth_kernel": self.load.unsloth_kernel, "dtype": self.load.dtype,
+            "quantization": self.load.quantization, "packing": self.packing.to_dict(), "data": self.data.to_dict(),
+            "steps": self.steps, "losses": [list(x) for x in self.losses], "train_loss": self.train_loss,
+            "seconds": self.seconds, "tokens_seen": self.tokens_seen, "tokens_per_s": self.tokens_per_s,
+            "resumed_from": self.resumed_from, "world_size": self.world_size,
+            "ranks_that_differed": [d.to_dict() for d in self.ranks_that_differed], "lora": dict(self.lora),
+            "adapter": str(Path(self.output) / "adapter"), "model": self.model, "probe": dict(self.probe),
+            "notes": list(self.notes),
+        }
+
+
+@dataclass
+class _Loaded:
+    model: Any
+    tokenizer: Any
+    report: LoadReport
+    differing: tuple[RankDifference, ...]
+
+
+def train(config: TrainConfig | None = None, **options: Any) -> TrainReport | None:
+    """Fine-tune a LoRA on `config.data` and write the run to `config.output`.
+
+    Args:
+        config: a `TrainConfig`; or give its fields as keyword options instead.
+
+    Returns:
+        The `TrainReport` (also written to `<output>/train_report.json`); None on ranks other than 0.
+
+    Example:
+        >>> import attnpick
+        >>> report = attnpick.train(model="tiny-exaone", output="runs/demo", max_steps=30)
+        >>> report.backend, report.packing.enabled
+        ('sdpa', True)
+    """
+    config = _config(config, options)
+    config.validate()
+    validate(config.data)  # bad data fails before any model is loaded or anything is written
+    resume_from, created, notes = prepare_output(config.output, config.resume)
+    try:
+        return _run(config, resume_from, notes)
+    except BaseException:
+        if created:
+            remove_if_empty(Path(config.output))
+        raise
+
+
+def _config(config: TrainConfig | None, options: dict[str, Any]) -> TrainConfig:
+    if config is not None and options:
+        raise UsageError("Give either a TrainConfig or keyword options, not both.")
+    if config is not None:
+        return config
+    known = set(TrainConfig.__dataclass_fields__)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise UsageError(f"Unknown training option(s) {', '.join(unknown)}. Known: {', '.join(sorted(known))}.")
+    return TrainConfig(**options)
+
+
+def _run(config: TrainConfig, resume_from: Path | None, notes: list[str]) -> TrainReport | None:
+    rank, world = distributed.rank_and_world()
+    if world > 1:
+        distributed.init_process_group()
+    loaded = _load(config, world)
+    examples, stats = load_examples(config.data, loaded.tokenizer, config.max_seq_length)
+    model = _attach_lora(loaded.model, config, loaded.report.chosen)
+    packing, collator = _choose_packing(config, model, examples, loaded.tokenizer, loaded.report.dtype, world)
+    trainer, seconds = _fit(config, model, loaded.tokenizer, examples, collator, loaded.report, resume_from, rank,
+                            world)
+    report = None
+    if trainer.is_world_process_zero():
+        report = _report(config, trainer, model, loaded, stats, packing, seconds, resume_from, world, notes)
+    if world > 1:
+        distributed.barrier()
+    return report
+
+
+def _load(config: TrainConfig, world: int) -> _Loaded:
+    """The model through the proven chain; under torchrun every rank agrees on the backend first."""
+    request = Request.from_names(config.backend, config.dtype, disabled=disabled_backends())
+    prepared = prepare(config.model)
+    _check_targets(prepared, config.target_modules)
+    facts = collect_facts()
+    if config.load_in_4bit:
+        require_bitsandbytes(facts)
+    decision, differing = decide(facts, request, prepared, seq=config.max_seq_length), ()
+    if world > 1 and not request.forced:
+        decision, differing = distributed.agree_on_backend(facts, decision, prepared.model_facts)
+        decision.require()
+    model, tokenizer, report = load_model(config.model, max_seq_length=config.max_seq_length, dtype=request.dtype,
+                                          load_in_4bit=config.load_in_4bit, backend=config.backend, facts=facts,
+                                          decision=decision)
+    return _Loaded(model, tokenizer, report, differing)
+
+
+def _check_targets(prepared: Prepared, target_modules: list[str]) -> None:
+    names = linear_layer_names(prepared)
+    if names is not None:
+        check_target_modules(names, target_modules)
+
+
+def _attach_lora(model: Any, config: TrainConfig, backend: str) -> Any:
+    from transformers import set_seed  # heavy; seeds python, numpy and torch as the Trainer will
+
+    set_seed(config.seed)  # LoRA's A matrices are drawn now, before the Trainer seeds anything
+    if backend == "unsloth":
+        from unsloth import FastLanguageModel  # already imported: Unsloth loaded the model
+
+        model = FastLanguageModel.get_peft_model(model, r=config.lora_r, lora_alpha=config.lora_alpha,
+                                                 lora_dropout=config.lora_dropout,
+                                                 target_modules=config.target_modules, random_state=config.seed)
+    else:
+        model = attach_lora(model, r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                            target_modules=config.target_modules, seed=config.seed)
+    model.config.use_cache = False  # a cache in a packed forward leaks across samples
+    return model
+
+
+def _choose_packing(config: TrainConfig, model: Any, examples: list[Example], tokenizer: Any, dtype: str,
+                    world: int) -> tuple[PackingVerdict, Any]:
+    """Padding-free packing when asked or checked safe on this path; else padded batches."""
+    from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
+
+    flat = DataCollatorWithFlattening(return_position_ids=True)
+    if config.packing == "off":
+        verdict = decide_packing("off", None, None, None, "")
+    else:
+        ok, diff, tol = packing_check(model, examples, flat, dtype)
+        if world > 1:
+            ok = distributed.all_true(ok)
+        verdict = decide_packing(config.packing, ok, diff, tol, getattr(model.config, "_attn_implementation", "?"))
+    tokenizer.padding_side = "right"
+    padded = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+    return verdict, flat if verdict.enabled else padded
+
+
+def _fit(config: TrainConfig, model: Any, tokenizer: Any, examples: list[Example], collator: Any,
+         load: LoadReport, resume_from: Path | None, rank: int, world: int) -> tuple[Any, float]:
+    from transformers import TrainingArguments
+    from transformers.trainer_callback import PrinterCallback
+
+    on_cpu = load.device == "cpu"
+    args = TrainingArguments(
+        output_dir=config.output, per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum, learning_rate=config.learning_rate,
+        lr_scheduler_type=config.scheduler, warmup_steps=config.warmup, num_train_epochs=config.epochs,
+        max_steps=config.max_steps, seed=config.seed, data_seed=config.seed, logging_steps=config.logging_steps,
+        save_strategy="steps", save_steps=config.save_steps, report_to=[], disable_tqdm=True,
+        remove_unused_columns=False, dataloader_num_workers=0, use_cpu=on_cpu,
+        bf16=load.dtype == "bfloat16" and not on_cpu, fp16=load.dtype == "float16" and not on_cpu,
+        include_num_input_tokens_seen="non_padding", ddp_backend="gloo" if on_cpu and world > 1 else None,
+    )
+    rows = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
+    trainer_class, progress_class = trainer_classes()
+    callbacks = [progress_class()] if config.progress and rank == 0 else []
+    # processing_class: the Trainer counts non-padding tokens as those that are not the pad token
+    trainer = trainer_class(model=model, args=args, train_dataset=rows, data_collator=collator,
+                            processing_class=tokenizer, callbacks=callbacks)
+    trainer.remove_callback(PrinterCallback)  # the progress bar shows loss and tokens/s
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    return trainer, time.perf_counter() - start
+
+
+def _report(config: TrainConfig, trainer: Any, model: Any, loaded: _Loaded, stats: DataStats,
+            packing: PackingVerdict, seconds: float, resume_from: Path | None, world: int,
+            notes: list[str]) -> TrainReport:
+    out = Path(config.output)
+    model.save_pretrained(str(out / "adapter"))
+    loaded.tokenizer.save_pretrained(str(out / "adapter"))
+    losses = tuple((h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h)
+    report = TrainReport(
+        model=config.model, output=config.output, load=loaded.report, data=stats, packing=packing,
+        steps=trainer.state.global_step, losses=losses, train_loss=run_loss(losses),
+        seconds=seconds, tokens_seen=int(trainer.state.num_input_tokens_seen),
+        lora={"r": config.lora_r, "alpha": config.lora_alpha, "dropout": config.lora_dropout,
+              "target_modules": list(config.target_modules)},
+        probe=_probe_logits(model, loaded.tokenizer), resumed_from=str(resume_from) if resume_from else None,
+        world_size=world, ranks_that_differed=loaded.differing, notes=tuple(notes),
+    )
+    title = f"{config.model} · {report.backend} · packing {'on' if packing.enabled else 'off'}"
+    write_reports(out, report.to_dict(), loaded.report.to_dict(), list(losses), title)
+    return report
+
+
+def run_loss(losses: tuple[tuple[int, float], ...]) -> float | None:
+    """The mean training loss over the whole run, resumed parts included: each logged loss (the mean of the
+    steps since the previous log) weighted by the steps it covers."""
+    total, steps, previous = 0.0, 0, 0
+    for step, loss in losses:
+        span = step - previous
+        total, steps, previous = total + loss * span, steps + span, step
+    return total / steps if steps else None
+
+
+def _probe_logits(model: Any, tokenizer: Any) -> dict[str, Any]:
+    """Logits of a fixed prompt's last position: reloading the adapter must give them back."""
+    import torch
+
+    ids = tokenizer(PROBE_TEXT, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        logits = model(input_ids=ids.to(next(model.parameters()).device), use_cache=False).logits[0, -1].float()
+    model.train(was_training)
+    return {"text": PROBE_TEXT, "head": [round(float(x), 6) for x in logits[:8]], "sum": float(logits.sum())}

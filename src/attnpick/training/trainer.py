@@ -1,0 +1,72 @@
+"""transformers' Trainer with checkpoints that count only once complete, and a rich progress bar.
+
+A checkpoint folder gets a completion marker after every file in it is flushed to disk; `--resume` uses the
+newest folder with a marker, so a crash in the middle of a save (or Ctrl-C) leaves the previous one in use.
+Both classes are built on first use, so that bad input is refused before transformers is imported.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from attnpick import files
+
+COMPLETE = "attnpick-complete.json"
+
+
+def checkpoint_step(folder: Path) -> int | None:
+    """N for a `checkpoint-N` folder, else None."""
+    prefix, _, number = folder.name.rpartition("-")
+    return int(number) if prefix == "checkpoint" and number.isdigit() else None
+
+
+def latest_complete_checkpoint(output: Path) -> Path | None:
+    """The newest `checkpoint-N` whose completion marker exists; unfinished ones are ignored."""
+    done = [p for p in output.glob("checkpoint-*") if checkpoint_step(p) is not None and (p / COMPLETE).is_file()]
+    return max(done, key=lambda p: checkpoint_step(p) or 0, default=None)
+
+
+def trainer_classes() -> tuple[Any, Any]:
+    """(Trainer with completion-marked checkpoints, rich progress callback)."""
+    from transformers import Trainer, TrainerCallback  # heavy: built when training starts
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    class CheckpointingTrainer(Trainer):  # type: ignore[misc]
+        """Trainer whose checkpoints count only once a completion marker is written, after every file."""
+
+        def _save_checkpoint(self, model: Any, trial: Any) -> None:
+            super()._save_checkpoint(model, trial)
+            if not self.is_world_process_zero():
+                return
+            folder = Path(self.args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            for file in folder.rglob("*"):
+                if file.is_file():
+                    files.fsync_file(file)
+            files.fsync_folder(folder)
+            files.write_json(folder / COMPLETE, {"step": self.state.global_step})
+
+    class Progress(TrainerCallback):  # type: ignore[misc]
+        """A rich progress bar with the loss and non-padding tokens/s."""
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
+                                     TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+            self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, info="")
+            self.start, self.tokens0 = time.perf_counter(), state.num_input_tokens_seen
+            self.progress.start()
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+            if logs and "loss" in logs:
+                rate = (state.num_input_tokens_seen - self.tokens0) / max(time.perf_counter() - self.start, 1e-9)
+                self.progress.update(self.task, completed=state.global_step,
+                                     info=f"loss {logs['loss']:.4f} · {rate:,.0f} tok/s")
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.progress.update(self.task, completed=state.global_step)
+            self.progress.stop()
+
+    return CheckpointingTrainer, Progress
