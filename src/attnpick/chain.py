@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from attnpick.backends import ensure_registered
+from attnpick.backends.unsloth import load_unsloth, transformers_patched
 from attnpick.catalog import CATALOG
 from attnpick.confirm import Confirmation, confirm, device_of
 from attnpick.decision import Decision, Reason
@@ -186,8 +188,6 @@ def instantiate(backend: str, prepared: Prepared, dtype: str, facts: EnvFacts,
                 options: LoadOptions) -> tuple[Any, Any, str | None]:
     """(model, tokenizer, Unsloth's kernel or None): the model built with `backend`'s attention."""
     if backend == "unsloth":
-        from attnpick.backends.unsloth import load_unsloth  # imports Unsloth, which patches transformers
-
         model, tokenizer, kernel = load_unsloth(prepared.load_folder, options.max_seq_length, dtype,
                                                 options.load_in_4bit)
         if options.load_in_4bit:
@@ -195,8 +195,6 @@ def instantiate(backend: str, prepared: Prepared, dtype: str, facts: EnvFacts,
         return model, tokenizer, kernel
     import torch  # heavy: only when a model is really loaded
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from attnpick.backends import ensure_registered
 
     ensure_registered(backend)
     torch_dtype = getattr(torch, dtype)
@@ -234,8 +232,6 @@ def _unsloth_patched(attempts: list[Attempt]) -> bool | None:
     tried = any(a.backend == "unsloth" and a.outcome in ("loaded", "load_failed", "confirm_failed") for a in attempts)
     if not tried and "unsloth" not in sys.modules:
         return None
-    from attnpick.backends.unsloth import transformers_patched
-
     return transformers_patched()
 
 

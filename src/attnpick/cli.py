@@ -29,8 +29,18 @@ from attnpick.model_info import read_model_facts
 from attnpick.models import prepare
 from attnpick.parity import verify
 from attnpick.probe import collect_facts, disabled_backends
+from attnpick.render import (
+    facts_table,
+    print_bench,
+    print_decision,
+    print_doctor,
+    print_load_report,
+    print_train,
+    print_verify,
+)
 from attnpick.subproc import SMOKE_TIMEOUT_S
 from attnpick.training.config import TrainConfig, cli_fields
+from attnpick.training.run import train
 
 BACKEND_ENV = "ATTNPICK_BACKEND"
 DEBUG_ENV = "ATTNPICK_DEBUG"
@@ -177,8 +187,6 @@ def _console() -> Any:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from attnpick.render import print_doctor
-
     request = _request(args)
     if args.seq_len < 1:
         raise UsageError(f"--seq-len must be a positive number of tokens, got {args.seq_len}.")
@@ -199,8 +207,6 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from attnpick.render import facts_table, print_decision
-
     request = _request(args)
     model_facts = read_model_facts(args.model) if args.model else None
     facts = EnvFacts.from_dict(_read_facts_doc(args.env), where=args.env)
@@ -216,8 +222,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from attnpick.render import print_load_report
-
     check_load_options(args.max_seq_length, args.policy, args.smoke_timeout)
     request = _request(args)
     facts = collect_facts(fresh=args.fresh)
@@ -257,8 +261,6 @@ def _registered_in_transformers(name: str) -> bool:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from attnpick.render import print_verify
-
     backends = _backend_list(args.backends)
     dtype = Request.from_names(None, args.dtype).dtype
     _quiet_transformers()
@@ -273,8 +275,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from attnpick.render import print_bench
-
     try:
         seq_lens = tuple(int(x) for x in args.seq_lens.split(",") if x.strip())
     except ValueError:
@@ -302,9 +302,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from attnpick.render import print_train
-    from attnpick.training.run import train
-
     request = _request(args)
     values = {name: getattr(args, name) for name, _, _ in cli_fields()}
     values.update(backend=request.backend, dtype=request.dtype, progress=not args.json,
