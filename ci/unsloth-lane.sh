@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The Unsloth lane: Unsloth 2026.10 in its own venv (.venv-unsloth) with its pins (transformers <= 5.17,
 # trl <= 1.15) and the CPU torch build. Here Unsloth runs its CPU mode. Runs the Unsloth tests and then the
-# whole suite again, so transformers 5.17 (no native EXAONE: attnpick's Llama mapping) is tested too.
+# whole suite again, so transformers 5.17 (no native EXAONE: attnpick's Llama mapping) is tested too, and
+# kernels 0.16 (the range transformers 5.17 accepts) runs the kernels-hub path on CPU (tests/test_hub_kernel_cpu.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export HF_HUB_OFFLINE=1  # no hub here; bitsandbytes and kernels must not try it
 venv=.venv-unsloth
 stamp=$venv/.attnpick-setup
 want="$(cat ci/unsloth-constraints.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
@@ -14,7 +16,7 @@ if [ ! -x $venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   $venv/bin/python -m pip install -q -c ci/unsloth-constraints.txt unsloth==2026.10.9
   # pip picks a CUDA torchvision from this machine's disk, which breaks `import unsloth` on CPU torch.
   $venv/bin/python -m pip uninstall -q -y torchvision
-  $venv/bin/python -m pip install -q -c ci/unsloth-constraints.txt -e ".[dev]"
+  $venv/bin/python -m pip install -q -c ci/unsloth-constraints.txt -e ".[dev,hub]"
   echo "$want" > "$stamp"
 fi
 $venv/bin/python -c "import transformers, unsloth; print('unsloth lane:', unsloth.__version__, 'transformers', transformers.__version__)" 2>/dev/null

@@ -11,16 +11,16 @@ from attnpick import _smoke_child
 def main() -> int:
     import json
 
-    spec = json.loads(sys.argv[1])
+    job = json.loads(sys.argv[1])
     faults = dict(item.split("=") for item in os.environ.get("ATTNPICK_TEST_FAULTS", "").split(",") if item)
-    fault = faults.get(spec["backend"])
+    fault = faults.get(job["backend"])
     if fault == "abort":
         os.abort()
     if fault == "hang":
         time.sleep(3600)
     if fault == "raise":
-        spec["backend"] = "no_such_attention"  # transformers raises on an unknown implementation
-        return _smoke_child.main([json.dumps(spec)])
+        job["attn_implementation"] = "no_such_attention"  # transformers raises on an unknown implementation
+        return _smoke_child.main([json.dumps(job)])
     return _smoke_child.main(sys.argv[1:])
 
 

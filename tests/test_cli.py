@@ -102,7 +102,7 @@ def _bad_inputs(tmp):
     broken = tmp / "broken.json"
     broken.write_text('{"os": "linux", ')
     wrong = tmp / "wrong.json"
-    wrong.write_text(json.dumps({"os": "linux", "device": {"type": "cuda", "capability": "eight"}}))
+    wrong.write_text(json.dumps({"os": "linux", "torch": "2.11.0", "device": {"type": "cuda", "capability": "eight"}}))
     corrupt_model = tmp / "corrupt-model"
     corrupt_model.mkdir()
     (corrupt_model / "config.json").write_text("{not json")
@@ -140,3 +140,31 @@ def test_bad_input_exits_2_with_one_line(tmp_path, case):
     assert len(lines) == 1, proc.stderr
     assert needle in lines[0]
     assert proc.stdout == ""
+
+
+def test_every_option_of_every_command_has_a_help_line():
+    import argparse
+
+    from attnpick.cli import build_parser
+
+    parser = build_parser()
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    missing = [f"{name} {'/'.join(action.option_strings) or action.dest}"
+               for name, command in sub.choices.items() for action in command._actions
+               if not isinstance(action, argparse._HelpAction) and not action.help]
+    assert missing == []
+
+
+def test_train_options_are_the_config_fields():
+    from dataclasses import fields
+
+    from attnpick.cli import build_parser
+    from attnpick.training.config import TrainConfig
+
+    args = build_parser().parse_args(["train", "--output", "x"])
+    defaults = TrainConfig(output="x")
+    for field in fields(TrainConfig):
+        if field.name in ("progress", "backend", "target_modules"):
+            continue
+        assert getattr(args, field.name) == getattr(defaults, field.name), field.name
+    assert args.target_modules.split(",") == list(defaults.target_modules)

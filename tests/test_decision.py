@@ -167,10 +167,16 @@ def test_unsloth_kernel_is_reported(facts, kernel):
 
 def test_install_hints_follow_the_os():
     windows = choose(machine("windows", "RTX4090", torch="2.8.0+cu128"))
-    assert [h.backend for h in windows.install_hints] == ["unsloth", "xformers"]
+    assert [(h.backend, h.provider) for h in windows.install_hints] == [
+        ("unsloth", "package"), ("xformers", "package"), ("flash_attention_2", "hub")]
     assert windows.install_hints[1].command == "pip install --no-deps xformers==0.0.32.post2"
+    assert "WSL 2" in windows.install_hints[2].note  # what the kernels docs say about Windows, not a promise
     linux_hopper = choose(machine("linux", "H100"))
-    assert [h.backend for h in linux_hopper.install_hints] == ["unsloth", "flash_attention_3", "flash_attention_2"]
+    assert [(h.backend, h.provider) for h in linux_hopper.install_hints] == [
+        ("unsloth", "package"), ("flash_attention_3", "hub"), ("flash_attention_3", "package"),
+        ("flash_attention_2", "package")]
+    assert linux_hopper.install_hints[1].command == "pip install kernels"
+    assert "vllm-flash-attn3" in linux_hopper.install_hints[1].note
     unknown_torch = choose(machine("windows", "RTX4090", torch="2.11.0+cu130"))
     assert "--no-deps" in unknown_torch.install_hints[1].command
     assert "whl/cu130" in unknown_torch.install_hints[1].command

@@ -21,22 +21,51 @@ def test_absent_package_counts_as_not_installed():
 
 def test_minimal_document_is_enough():
     facts = EnvFacts.from_dict({"os": "linux", "torch": "2.11.0", "device": {"type": "cuda", "capability": "9.0"}})
+    assert facts.device.capability_tuple == (9, 0)
     assert facts.device.type == "cuda" and facts.packages == {}
+
+
+BASE = {"os": "linux", "torch": "2.11.0", "device": {"type": "cuda", "capability": "8.0"}}
 
 
 @pytest.mark.parametrize("doc, needle", [
     ([], "the document must be a JSON object"),
-    ({"os": "beos"}, "'os' must be one of"),
-    ({"os": "linux", "schema": 7}, "schema 7 is not supported"),
-    ({"os": "linux", "device": {"type": "tpu"}}, "'device.type' must be one of"),
-    ({"os": "linux", "device": {"type": "cuda", "capability": "sm80"}}, "'device.capability' must look like"),
-    ({"os": "linux", "device": {"type": "cuda", "memory_gb": "lots"}}, "'device.memory_gb' must be a number"),
-    ({"os": "linux", "packages": []}, "'packages' must be a JSON object"),
-    ({"os": "linux", "packages": {"xformers": "0.0.33"}}, "'packages.xformers' must be a JSON object"),
-    ({"os": "linux", "packages": {"xformers": {"version": 33}}}, "'packages.xformers.version' must be a string"),
-    ({"os": "linux", "packages": {"xformers": {"version": "1", "importable": "yes"}}}, "must be true, false or null"),
-    ({"os": "linux", "torch": 2.11}, "'torch' must be a string or null"),
+    ({**BASE, "os": "beos"}, "'os' must be one of"),
+    ({**BASE, "schema": 7}, "schema 7 is not supported"),
+    ({**BASE, "device": {"type": "tpu"}}, "'device.type' must be one of"),
+    ({**BASE, "device": {"type": "cuda", "capability": "sm80"}}, "'device.capability' must look like"),
+    ({**BASE, "device": {"type": "cuda", "capability": "\u00b2.0"}}, "'device.capability' must look like"),
+    ({**BASE, "device": {"type": "cuda", "memory_gb": "lots"}}, "'device.memory_gb' must be a number"),
+    ({**BASE, "device": {"type": "cuda", "memory_gb": True}}, "'device.memory_gb' must be a number"),
+    ({**BASE, "device": {"type": "cuda", "name": 4090}}, "'device.name' must be a string"),
+    ({**BASE, "packages": []}, "'packages' must be a JSON object"),
+    ({**BASE, "packages": {"xformers": "0.0.33"}}, "'packages.xformers' must be a JSON object"),
+    ({**BASE, "packages": {"xformers": {"version": 33}}}, "'packages.xformers.version' must be a string"),
+    ({**BASE, "packages": {"xformers": {"version": "1", "importable": "yes"}}}, "must be true, false or null"),
+    ({**BASE, "packages": {"xformers": {"version": "1", "error": ["x"]}}}, "'packages.xformers.error' must be a"),
+    ({**BASE, "torch": 2.11}, "'torch' must be a string or null"),
+    ({**BASE, "python": 3.11}, "'python' must be a string or null"),
+    ({**BASE, "sdpa_kernels": "flash"}, "'sdpa_kernels' must be a JSON array"),
+    ({**BASE, "sdpa_kernels": [1]}, "'sdpa_kernels' must be a list of strings"),
+    ({k: v for k, v in BASE.items() if k != "torch"}, "missing key 'torch'"),
+    ({k: v for k, v in BASE.items() if k != "device"}, "missing key 'device'"),
+    ({k: v for k, v in BASE.items() if k != "os"}, "missing key 'os'"),
+    ({**BASE, "hub": []}, "'hub' must be a JSON object"),
+    ({**BASE, "hub": {"offline": "yes"}}, "'hub.offline' must be true or false"),
+    ({**BASE, "hub": {"cached": {"kernels-community/flash-attn2": ["4"]}}}, "list of kernel versions"),
+    ({**BASE, "hub": {"flash_kernels": {"flash_attention_2": {"repo": 1}}}}, "needs a string 'repo'"),
 ])
 def test_malformed_documents_name_the_key(doc, needle):
     with pytest.raises(UsageError, match=needle):
         EnvFacts.from_dict(doc, where="m.json")
+
+
+def test_hub_block_round_trips_and_is_optional():
+    hub = {"offline": True, "reachable": None, "kernels_range": ">=0.18.2,<0.19.0",
+           "flash_kernels": {"flash_attention_2": {"repo": "kernels-community/flash-attn2", "version": 4,
+                                                   "devices": ["cuda", "xpu"]}},
+           "cached": {"kernels-community/flash-attn2": [4]}, "local": {"kernels-community/flash-attn4": "/k"}}
+    facts = EnvFacts.from_dict({**BASE, "hub": hub})
+    assert facts.to_dict()["hub"] == hub and EnvFacts.from_dict(facts.to_dict()) == facts
+    older = EnvFacts.from_dict(BASE)  # a file written before the hub block existed
+    assert older.hub.offline is False and older.hub.reachable is None and older.hub.flash_kernels == {}

@@ -62,7 +62,7 @@ def test_forced_eager_is_confirmed_as_eager(facts):
 def test_forced_flash_attention_2_exits_3_with_reasons():
     proc = cli("load", "--backend", "flash_attention_2")
     assert proc.returncode == 3
-    assert "need flash-attn installed, have none" in proc.stderr
+    assert "need flash-attn installed (or kernels, for the hub build kernels-community/flash-attn2)" in proc.stderr
     assert "need an NVIDIA GPU" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -122,7 +122,9 @@ def test_smoke_faults_become_reasons_and_the_chain_goes_on(fault, facts, monkeyp
 
 def test_smoke_results_are_cached_and_a_corrupt_cache_is_rebuilt(facts, tmp_path, monkeypatch):
     monkeypatch.setenv("ATTNPICK_CACHE_DIR", str(tmp_path))
-    job = smoke.smoke_job("eager", facts, None, "float32")
+    from attnpick.decision import Request, choose
+
+    job = smoke.smoke_job(choose(facts, Request("eager")).candidate("eager"), facts, None, "float32")
     first = smoke.run_smoke(job, facts)
     assert first.ok and not first.cached
     assert smoke.run_smoke(job, facts).cached

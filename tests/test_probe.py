@@ -73,3 +73,59 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
     assert cache.read_json(target) == {"x": "서울"}
     assert "서울" in target.read_text(encoding="utf-8")  # UTF-8, readable, whatever the locale
     assert [p.name for p in target.parent.iterdir()] == ["b.json"]
+
+
+def _cache_entry(cache, repo, version, layout="kernels", snapshot=True):
+    folder = cache / f"{layout}--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / f"v{version}").write_text("abc123")
+    if snapshot:
+        (folder / "snapshots" / "abc123" / "build").mkdir(parents=True)
+
+
+def test_cached_kernel_versions_read_the_cache_like_the_kernels_package(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERNELS_CACHE", str(tmp_path))
+    _cache_entry(tmp_path, "kernels-community/flash-attn2", 4)
+    _cache_entry(tmp_path, "kernels-community/flash-attn4", 0, layout="models")  # the older layout
+    _cache_entry(tmp_path, "kernels-community/vllm-flash-attn3", 1, snapshot=False)  # a ref without its files
+    assert probe.cached_kernel_versions("kernels-community/flash-attn2") == (4,)
+    assert probe.cached_kernel_versions("kernels-community/flash-attn4") == (0,)
+    assert probe.cached_kernel_versions("kernels-community/vllm-flash-attn3") == ()
+
+
+def test_local_kernels_parse_like_the_kernels_package(monkeypatch):
+    monkeypatch.setenv("LOCAL_KERNELS", "kernels-community/flash-attn2=/k/fa2:kernels-community/flash-attn4=/k/fa4:bad")
+    assert probe.local_kernels() == {"kernels-community/flash-attn2": "/k/fa2",
+                                     "kernels-community/flash-attn4": "/k/fa4"}
+
+
+def test_reachability_is_a_real_connection_and_a_proxy_is_not_guessed(monkeypatch):
+    import socket
+
+    connect = socket.create_connection
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        monkeypatch.setattr(probe.socket, "create_connection",
+                            lambda address, timeout: connect(("127.0.0.1", port), timeout))
+        assert probe._hub_reachable("https://huggingface.co") is True
+    assert probe._hub_reachable("https://huggingface.co") is False  # the server is closed now
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
+    assert probe._hub_reachable("https://huggingface.co") is None
+
+
+def test_this_machines_hub_facts(monkeypatch, tmp_path):
+    monkeypatch.setenv("ATTNPICK_CACHE_DIR", str(tmp_path / "attnpick"))
+    monkeypatch.setenv("KERNELS_CACHE", str(tmp_path / "kernels"))
+    monkeypatch.setenv("LOCAL_KERNELS", "kernels-community/flash-attn2=/k")
+    _cache_entry(tmp_path / "kernels", "kernels-community/flash-attn2", 4)
+    facts = probe.collect_facts()
+    import transformers
+
+    assert facts.hub.kernels_range and facts.hub.kernels_range.startswith(">=")
+    assert facts.hub.flash_kernels["flash_attention_2"].repo == "kernels-community/flash-attn2"
+    assert facts.hub.local == {"kernels-community/flash-attn2": "/k"}
+    # a CPU has no FlashAttention hub builds: nothing to look up in the cache, no network check
+    assert facts.hub.cached == {} and facts.hub.reachable is None
+    assert facts.package("transformers").version == transformers.__version__

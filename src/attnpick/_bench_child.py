@@ -132,8 +132,8 @@ def kernel(job: dict[str, Any]) -> dict[str, Any]:
     from transformers import AttentionInterface
     from transformers.models.llama.modeling_llama import eager_attention_forward
 
-    impl = job["backend"]
-    ensure_registered(impl)
+    impl = job.get("attn_implementation") or job["backend"]
+    ensure_registered(job["backend"])
     if "flash" in impl:  # transformers loads the FlashAttention kernels lazily, at model init
         from transformers.modeling_flash_attention_utils import lazy_import_flash_attention
 

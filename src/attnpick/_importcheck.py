@@ -14,7 +14,31 @@ from typing import Any
 from attnpick.subproc import emit, error_line
 
 
+def _transformers_details() -> dict[str, Any]:
+    """The kernels versions this transformers loads hub kernels with, and its FlashAttention hub table."""
+    from transformers.utils import import_utils
+
+    details: dict[str, Any] = {}
+    low, high = (getattr(import_utils, name, None) for name in ("KERNELS_MIN_VERSION", "KERNELS_MAX_VERSION"))
+    if low and high:
+        details["kernels_range"] = f">={low},<{high}"
+    try:
+        from transformers import modeling_flash_attention_utils as fa
+        from transformers.integrations.hub_kernels import get_attn_kernel_version
+    except Exception:  # noqa: BLE001 - releases before the kernels fallback have no table
+        return details
+    devices = getattr(fa, "FLASH_ATTN_KERNEL_DEVICES", None)
+    details["flash_kernels"] = {
+        impl: {"repo": repo, "version": get_attn_kernel_version(repo),
+               "devices": list(devices.get(repo, ())) if devices is not None else None}
+        for impl, repo in getattr(fa, "FLASH_ATTN_KERNEL_FALLBACK", {}).items()
+    }
+    return details
+
+
 def _details(module: str) -> dict[str, Any]:
+    if module == "transformers":
+        return _transformers_details()
     if not module.startswith("xformers"):
         return {}
     import xformers

@@ -54,7 +54,7 @@ def _run_transformers(job: dict[str, Any]) -> dict[str, Any]:
     dtype = getattr(torch, job["dtype"])
     torch.manual_seed(0)
     model = LlamaForCausalLM(_tiny_llama(job)).to(device=device, dtype=dtype)
-    model.set_attn_implementation(job["backend"])
+    model.set_attn_implementation(job["attn_implementation"])
     return _forward_backward(model, job, device)
 
 

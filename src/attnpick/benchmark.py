@@ -19,12 +19,12 @@ from typing import Any
 
 from attnpick import plots, tiny
 from attnpick.catalog import CATALOG, ORDER, PINNED_SDPA
-from attnpick.decision import Reason, Request, choose
+from attnpick.decision import Candidate, Reason, Request, choose
 from attnpick.facts import EnvFacts
 from attnpick.models import prepare, torch_device
 from attnpick.parity import verify
 from attnpick.probe import collect_facts
-from attnpick.smoke import why_not_runnable
+from attnpick.smoke import runnability
 from attnpick.subproc import BENCH_TIMEOUT_S, run_child
 
 CHILD_MODULE = "attnpick._bench_child"
@@ -80,11 +80,15 @@ def attention_flops(batch: int, heads: int, seq: int, head_dim: int, causal: boo
     return forward, forward * 3.5
 
 
-def backend_version(facts: EnvFacts, backend: str) -> str:
-    dist = CATALOG[backend].distribution if backend in CATALOG else None
+def backend_version(facts: EnvFacts, cand: Candidate) -> str:
+    """'flash_attention_2 (flash-attn 2.8.3)', 'flash_attention_2 (hub kernels-community/flash-attn2 v4)',
+    'sdpa (torch 2.13.0)': which provider, at which version, a row measured."""
+    if cand.kernel is not None and cand.provider == "hub":
+        return f"{cand.backend} (hub {cand.kernel.repo} v{cand.kernel.version})"
+    dist = CATALOG[cand.backend].distribution
     if dist:
-        return f"{backend} ({dist} {facts.package(dist).version})"
-    return f"{backend} (torch {facts.torch})"
+        return f"{cand.backend} ({dist} {facts.package(dist).version})"
+    return f"{cand.backend} (torch {facts.torch})"
 
 
 def bench(model_name: str = tiny.NAME, seq_lens: tuple[int, ...] = (256, 1024, 4096), batch: int = 1,
@@ -120,11 +124,11 @@ def bench(model_name: str = tiny.NAME, seq_lens: tuple[int, ...] = (256, 1024, 4
         for name in (*ORDER, *PINNED_SDPA):
             if name == "unsloth" and mode == "kernel":
                 continue  # Unsloth is a model loader, not an attention function
-            why = why_not_runnable(name, facts, model_facts, dtype)
-            if why is None:
+            runs = runnability(name, facts, model_facts, dtype)
+            if runs.ok:
                 backends.append(name)
-            elif why[0] == "smoke":
-                excluded[name] = why[1][0]
+            elif runs.stage == "smoke":
+                excluded[name] = runs.reasons[0]
     if "eager" not in backends:
         backends.append("eager")  # the baseline of every speedup
     if verify_first:
@@ -144,23 +148,27 @@ def bench(model_name: str = tiny.NAME, seq_lens: tuple[int, ...] = (256, 1024, 4
         if child.record and child.record.get("ok"):
             peak = child.record["tflops"]
 
+    candidates = {name: choose(facts, Request(name, dtype, origin="bench"), model_facts).candidate(name)
+                  for name in backends if name in CATALOG}
     rows: list[BenchRow] = []
     for seq in seq_lens:
         for backend in backends:
-            job = {"job": mode, "backend": backend, "device": device, "dtype": dtype, "batch": batch, "seq": seq,
+            cand = candidates.get(backend)
+            impl = (cand.implementation if cand else None) or backend
+            job = {"job": mode, "backend": backend, "attn_implementation": impl, "device": device, "dtype": dtype,
+                   "batch": batch, "seq": seq,
                    "heads": model_facts.num_attention_heads or 8, "kv_heads": model_facts.num_key_value_heads or 8,
                    "head_dim": model_facts.head_dim or 64, "model": model_name, "lora": lora,
                    "warmup": warmup, "repeats": repeats}
-            rows.append(_row(job, facts, peak, timeout_s))
+            rows.append(_row(job, backend_version(facts, cand) if cand else backend, peak, timeout_s))
     shape = {"heads": model_facts.num_attention_heads or 0, "kv_heads": model_facts.num_key_value_heads or 0,
              "head_dim": model_facts.head_dim or 0}
     return BenchReport(model_name, mode, dtype, batch, shape, facts.device.name or facts.device.type, tuple(rows),
                        peak, excluded, facts)
 
 
-def _row(job: dict[str, Any], facts: EnvFacts, peak: float | None, timeout_s: float) -> BenchRow:
+def _row(job: dict[str, Any], version: str, peak: float | None, timeout_s: float) -> BenchRow:
     backend, seq = job["backend"], job["seq"]
-    version = backend_version(facts, backend)
     child = run_child(CHILD_MODULE, job, timeout_s)
     if child.timed_out:
         return BenchRow(backend, version, seq, False, error=f"did not finish within {timeout_s:.0f}s")

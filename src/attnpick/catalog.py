@@ -12,6 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from packaging.version import InvalidVersion, Version
+
+from attnpick.facts import EnvFacts, HubKernel
+
 BackendName = Literal[
     "unsloth",
     "flash_attention_4",
@@ -57,6 +61,7 @@ class BackendSpec:
     cpu_mode_forced_only: bool = False
     needs_kernels_check: bool = False
     sdpa_kernel: str | None = None
+    hub: bool = False  # transformers can also load this backend from the kernels hub (`kernels` package)
 
 
 CATALOG: dict[str, BackendSpec] = {
@@ -81,6 +86,7 @@ CATALOG: dict[str, BackendSpec] = {
             capability_majors=frozenset({9}),
             dtypes=HALF,
             max_head_dim=256,
+            hub=True,
         ),
         BackendSpec(
             name="flash_attention_4",
@@ -90,6 +96,7 @@ CATALOG: dict[str, BackendSpec] = {
             devices=frozenset({"cuda"}),
             min_capability=(9, 0),
             dtypes=HALF,
+            hub=True,
         ),
         BackendSpec(
             name="flash_attention_2",
@@ -101,6 +108,7 @@ CATALOG: dict[str, BackendSpec] = {
             min_capability=(8, 0),
             dtypes=HALF,
             max_head_dim=256,
+            hub=True,
         ),
         BackendSpec(
             name="xformers",
@@ -156,6 +164,48 @@ PINNED_SDPA: dict[str, BackendSpec] = {
 CATALOG.update(PINNED_SDPA)
 BACKEND_NAMES: tuple[str, ...] = tuple(CATALOG)
 
+# The kernels hub's FlashAttention builds as transformers 5.24 maps them (modeling_flash_attention_utils:
+# FLASH_ATTN_KERNEL_FALLBACK, _VERSIONS, _DEVICES). Used only for a facts file that lacks the installed
+# transformers' own table (`hub.flash_kernels`). flash-attn2 is pinned to version 4 from torch 2.10 on, 3 before.
+HUB_KERNELS: dict[str, HubKernel] = {
+    "flash_attention_2": HubKernel("kernels-community/flash-attn2", 4, ("cuda", "xpu")),
+    "flash_attention_3": HubKernel("kernels-community/vllm-flash-attn3", 1, ("cuda",)),
+    "flash_attention_4": HubKernel("kernels-community/flash-attn4", 0, ("cuda",)),
+}
+ROCM_HUB_KERNEL = HubKernel("kernels-community/aiter-flash-attn", 2, ("rocm",))  # FA2 and FA3 on ROCm
+FLASH_ATTN2_BEFORE_TORCH_2_10 = 3  # flash-attn2's pinned version with torch < 2.10
+
+
+def hub_kernel(facts: EnvFacts, backend: str) -> HubKernel | None:
+    """The kernels-hub build transformers would load for `backend` on this machine: the installed transformers'
+    own table when the facts carry it, else transformers 5.24's."""
+    if backend not in HUB_KERNELS:
+        return None
+    known = facts.hub.flash_kernels.get(backend)
+    if known is not None:
+        return known
+    if facts.device.type == "rocm" and backend in ("flash_attention_2", "flash_attention_3"):
+        return ROCM_HUB_KERNEL
+    kernel = HUB_KERNELS[backend]
+    if backend == "flash_attention_2" and facts.torch and _torch_before(facts.torch, "2.10"):
+        return HubKernel(kernel.repo, FLASH_ATTN2_BEFORE_TORCH_2_10, kernel.devices)
+    return kernel
+
+
+def fetch_command(kernel: HubKernel) -> str:
+    """How to get a hub kernel onto a machine without a connection: download on a connected one, carry the folder."""
+    revision = f" --revision v{kernel.version}" if kernel.version is not None else ""
+    return (f"on a connected machine: hf download {kernel.repo} --repo-type kernel{revision} --cache-dir "
+            "kernel-cache; copy kernel-cache here and set KERNELS_CACHE to it (or LOCAL_KERNELS="
+            f"{kernel.repo}=<a folder with its build/>)")
+
+
+def _torch_before(version: str, bound: str) -> bool:
+    try:
+        return Version(version.partition("+")[0]).release < Version(bound).release
+    except InvalidVersion:
+        return False
+
 # xformers wheels are built against one torch release each (xformers release notes); installing another
 # pairing gives "undefined symbol" at import. Torch releases not listed use the PyTorch index, which
 # carries the xformers build made for each CUDA flavour of torch.
@@ -174,9 +224,10 @@ class InstallHint:
     backend: str
     command: str
     note: str = ""
+    provider: str = "package"  # package (pip), hub (the kernels package, prebuilt builds from the hub)
 
     def to_dict(self) -> dict[str, str]:
-        out = {"backend": self.backend, "command": self.command}
+        out = {"backend": self.backend, "provider": self.provider, "command": self.command}
         if self.note:
             out["note"] = self.note
         return out
@@ -193,31 +244,66 @@ def xformers_command(torch_version: str | None, cuda: str | None) -> str:
     return "pip install --no-deps xformers"
 
 
-def install_hints(os_name: str, device_type: str, capability: tuple[int, int] | None,
-                  torch_version: str | None, cuda: str | None,
-                  missing: frozenset[str]) -> list[InstallHint]:
-    """What attnpick recommends installing: Unsloth first everywhere, then xFormers on Windows and
-    FlashAttention on Linux (FA3 on Hopper). Only backends not yet installed are listed."""
+def kernels_command(facts: EnvFacts) -> str:
+    """`pip install kernels`, within the range the installed transformers accepts when it is known."""
+    if facts.hub.kernels_range:
+        return f"pip install 'kernels{facts.hub.kernels_range}'"
+    return "pip install kernels"
+
+
+def install_hints(facts: EnvFacts, missing: frozenset[str], kernels_usable: bool) -> list[InstallHint]:
+    """What attnpick recommends installing. Unsloth first everywhere. FlashAttention: where the kernels hub has a
+    build for this device, `pip install kernels` first (prebuilt, no compiler), the source build second. Windows
+    keeps xFormers first (prebuilt wheels; the kernels docs document no Windows FlashAttention builds and
+    recommend WSL 2). Only backends not yet usable are listed."""
+    device_type, capability = facts.device.type, facts.device.capability_tuple
     if device_type not in GPU_TYPES:
         return []
     hints: list[InstallHint] = []
     if "unsloth" in missing:
         hints.append(InstallHint("unsloth", "pip install unsloth",
                                  "Unsloth pins its own transformers/trl range; use a separate venv if that clashes."))
+    hub_fa = [name for name in ("flash_attention_3", "flash_attention_2") if name in missing
+              and _hub_build(facts, name) and (capability is None or _fits(CATALOG[name], capability))]
+    kernels_hint = None
+    if hub_fa and not kernels_usable:
+        repos = ", ".join(sorted({kernel.repo for kernel in (hub_kernel(facts, n) for n in hub_fa) if kernel}))
+        kernels_hint = InstallHint(hub_fa[0], kernels_command(facts), f"prebuilt FlashAttention from the Hugging "
+                                   f"Face kernels hub ({repos}), fetched on first use: no compiler, seconds",
+                                   provider="hub")
     if device_type != "cuda":
-        return hints
-    if os_name == "windows":
+        return hints + ([kernels_hint] if kernels_hint else [])
+    if facts.os == "windows":
         if "xformers" in missing:
-            hints.append(InstallHint("xformers", xformers_command(torch_version, cuda),
+            hints.append(InstallHint("xformers", xformers_command(facts.torch, facts.cuda),
                                      "Windows: xFormers has prebuilt wheels; --no-deps keeps your torch."))
+        if kernels_hint:
+            hints.append(InstallHint(kernels_hint.backend, kernels_hint.command,
+                                     "the kernels docs document no Windows builds of the FlashAttention kernels and "
+                                     "recommend WSL 2; attnpick's smoke run tells whether one loads here",
+                                     provider="hub"))
         return hints
+    if kernels_hint:
+        hints.append(kernels_hint)
     if capability is not None and capability[0] == 9 and "flash_attention_3" in missing:
         hints.append(InstallHint("flash_attention_3", "pip install flash-attn-3 --no-build-isolation",
-                                 "Hopper: FlashAttention-3 is built from flash-attention's hopper/ folder."))
+                                 "Hopper: FlashAttention-3 built from flash-attention's hopper/ folder (compiles)."))
     if capability is not None and capability >= (8, 0) and "flash_attention_2" in missing:
         hints.append(InstallHint("flash_attention_2", "pip install flash-attn --no-build-isolation",
-                                 "Linux: FlashAttention-2 compiles against your torch (needs nvcc)."))
+                                 "FlashAttention-2 built from source against your torch (needs nvcc; can take an "
+                                 "hour)."))
     elif capability is not None and capability < (8, 0) and "xformers" in missing:
-        hints.append(InstallHint("xformers", xformers_command(torch_version, cuda),
+        hints.append(InstallHint("xformers", xformers_command(facts.torch, facts.cuda),
                                  "FlashAttention-2 needs compute capability 8.0; xFormers runs on this GPU."))
     return hints
+
+
+def _hub_build(facts: EnvFacts, backend: str) -> bool:
+    kernel = hub_kernel(facts, backend)
+    return kernel is not None and kernel.builds_for(facts.device.type)
+
+
+def _fits(spec: BackendSpec, capability: tuple[int, int]) -> bool:
+    if spec.min_capability and capability < spec.min_capability:
+        return False
+    return not (spec.capability_majors and capability[0] not in spec.capability_majors)

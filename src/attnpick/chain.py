@@ -16,9 +16,8 @@ from typing import Any, Literal
 
 from attnpick.backends import ensure_registered
 from attnpick.backends.unsloth import load_unsloth, transformers_patched
-from attnpick.catalog import CATALOG
 from attnpick.confirm import Confirmation, confirm, device_of
-from attnpick.decision import Decision, Reason
+from attnpick.decision import Candidate, Decision, Reason
 from attnpick.errors import NoBackendError, UsageError
 from attnpick.facts import EnvFacts
 from attnpick.models import Architecture, Prepared, device_map, torch_device
@@ -122,7 +121,7 @@ def load_with(decision: Decision, prepared: Prepared, facts: EnvFacts,
         if cand.verdict == "rejected":
             attempts.append(Attempt(cand.backend, "rejected", cand.reasons))
             continue
-        attempt, loaded = _attempt(cand.backend, decision.dtype, prepared, facts, options)
+        attempt, loaded = _attempt(cand, decision.dtype, prepared, facts, options)
         attempts.append(attempt)
         if loaded is not None:
             break
@@ -144,17 +143,17 @@ def load_with(decision: Decision, prepared: Prepared, facts: EnvFacts,
     return loaded.model, loaded.tokenizer, report
 
 
-def _attempt(backend: str, dtype: str, prepared: Prepared, facts: EnvFacts,
+def _attempt(cand: Candidate, dtype: str, prepared: Prepared, facts: EnvFacts,
              options: LoadOptions) -> tuple[Attempt, _Loaded | None]:
     """One candidate: smoke run, load, confirm."""
-    start = time.monotonic()
-    smoke = run_smoke(smoke_job(backend, facts, prepared.model_facts, dtype), facts,
+    backend, start = cand.backend, time.monotonic()
+    smoke = run_smoke(smoke_job(cand, facts, prepared.model_facts, dtype), facts,
                       timeout_s=options.smoke_timeout, use_cache=options.use_cache)
     if not smoke.ok:
         assert smoke.reason is not None
         return Attempt(backend, "smoke_failed", (smoke.reason,), time.monotonic() - start, smoke), None
     try:
-        model, tokenizer, kernel = instantiate(backend, prepared, dtype, facts, options)
+        model, tokenizer, kernel = instantiate(cand, prepared, dtype, facts, options)
     except UsageError:
         raise
     except Exception as exc:  # noqa: BLE001 - transformers has the final word; its message is the reason
@@ -163,7 +162,8 @@ def _attempt(backend: str, dtype: str, prepared: Prepared, facts: EnvFacts,
         reason = Reason("load_failed", f"need the model to load with {backend}, have {type(exc).__name__}: {message}")
         _free()
         return Attempt(backend, "load_failed", (reason,), time.monotonic() - start, smoke), None
-    confirmation = confirm(model, tokenizer, backend, remote_code=prepared.architecture == "remote_code")
+    confirmation = confirm(model, tokenizer, backend, cand.implementation,
+                           remote_code=prepared.architecture == "remote_code")
     if confirmation.ok is False:
         reason = Reason("confirm_failed", f"need {backend}'s attention to run, have: {confirmation.note}")
         del model, tokenizer
@@ -184,10 +184,10 @@ def _raise_if_the_model_is_at_fault(attempts: list[Attempt], prepared: Prepared)
                      "backend. Re-download it or fix its files.")
 
 
-def instantiate(backend: str, prepared: Prepared, dtype: str, facts: EnvFacts,
+def instantiate(cand: Candidate, prepared: Prepared, dtype: str, facts: EnvFacts,
                 options: LoadOptions) -> tuple[Any, Any, str | None]:
-    """(model, tokenizer, Unsloth's kernel or None): the model built with `backend`'s attention."""
-    if backend == "unsloth":
+    """(model, tokenizer, Unsloth's kernel or None): the model built with the candidate's attention."""
+    if cand.backend == "unsloth":
         model, tokenizer, kernel = load_unsloth(prepared.load_folder, options.max_seq_length, dtype,
                                                 options.load_in_4bit)
         if options.load_in_4bit:
@@ -196,10 +196,10 @@ def instantiate(backend: str, prepared: Prepared, dtype: str, facts: EnvFacts,
     import torch  # heavy: only when a model is really loaded
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    ensure_registered(backend)
+    ensure_registered(cand.backend)
     torch_dtype = getattr(torch, dtype)
     remote_code = options.trust_remote_code and prepared.architecture == "remote_code"
-    kwargs: dict[str, Any] = {"dtype": torch_dtype, "attn_implementation": CATALOG[backend].hf_name,
+    kwargs: dict[str, Any] = {"dtype": torch_dtype, "attn_implementation": cand.implementation,
                               "trust_remote_code": remote_code}
     folder = str(prepared.load_folder)
     if prepared.random_weights:

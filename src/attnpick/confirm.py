@@ -58,7 +58,8 @@ def _counting(impl: str, eager: Callable[..., Any] | None, calls: dict[str, int]
             target[impl] = saved
 
 
-def confirm(model: Any, tokenizer: Any, backend: str, remote_code: bool = False) -> Confirmation:
+def confirm(model: Any, tokenizer: Any, backend: str, implementation: str | None = None,
+            remote_code: bool = False) -> Confirmation:
     """One tiny padded forward, counting the attention layers that ran and the attention function each
     called through transformers' AttentionInterface. Unsloth replaces the layers' forward with its own, so
     for it the layer count is the proof and `forwards` names Unsloth's function."""
@@ -66,7 +67,7 @@ def confirm(model: Any, tokenizer: Any, backend: str, remote_code: bool = False)
 
     impl = getattr(model.config, "_attn_implementation", None)
     layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
-    hf_name = CATALOG[backend].hf_name
+    hf_name = implementation or CATALOG[backend].hf_name
     attn_modules = [m for m in model.modules() if type(m).__name__.endswith("Attention")]
     eager = getattr(sys.modules.get(type(attn_modules[0]).__module__), "eager_attention_forward", None) \
         if attn_modules else None

@@ -10,16 +10,27 @@ do the measuring and the communicating.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from attnpick.catalog import BACKEND_NAMES, CATALOG, DTYPES, ORDER, BackendSpec, InstallHint, install_hints
+from attnpick.catalog import (
+    BACKEND_NAMES,
+    CATALOG,
+    DTYPES,
+    ORDER,
+    BackendSpec,
+    InstallHint,
+    fetch_command,
+    hub_kernel,
+    install_hints,
+    kernels_command,
+)
 from attnpick.errors import NoBackendError, UsageError
-from attnpick.facts import EnvFacts, ModelFacts
+from attnpick.facts import EnvFacts, HubKernel, ModelFacts
 
 Verdict = Literal["accepted", "rejected", "eligible"]
 
@@ -85,17 +96,32 @@ class Request:
 
 @dataclass(frozen=True)
 class Candidate:
+    """One backend's verdict with all its reasons; when it can run, how: the provider (package, hub or torch)
+    and the exact `attn_implementation` attnpick passes to transformers (a kernels-hub repo for the hub)."""
+
     backend: str
     verdict: Verdict
     reasons: tuple[Reason, ...] = ()
     note: str | None = None
+    provider: str | None = None
+    attn_implementation: str | None = None
+    kernel: HubKernel | None = None
+
+    @property
+    def implementation(self) -> str | None:
+        """What to pass as `attn_implementation`: the assessed string, else the catalog's name."""
+        return self.attn_implementation or CATALOG[self.backend].hf_name
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "backend": self.backend,
             "verdict": self.verdict,
             "reasons": [r.to_dict() for r in self.reasons],
+            "provider": self.provider,
+            "attn_implementation": self.attn_implementation,
         }
+        if self.kernel is not None:
+            out["kernel"] = {"repo": self.kernel.repo, "version": self.kernel.version}
         if self.note:
             out["note"] = self.note
         return out
@@ -175,14 +201,55 @@ def unsloth_kernel(facts: EnvFacts) -> str:
     return "sdpa"
 
 
-def check(spec: BackendSpec, facts: EnvFacts, request: Request, dtype: str,
-          model_facts: ModelFacts | None = None) -> list[Reason]:
-    """Every reason `spec` cannot run on `facts` for this request; empty means eligible."""
-    reasons: list[Reason] = []
-    device = facts.device
-    cap = device.capability_tuple if device.type == "cuda" else None
-    have_device = _DEVICE_WORDS[device.type] + (f" ({device.name})" if device.name else "")
+Provider = Literal["package", "hub", "torch"]
 
+
+@dataclass(frozen=True)
+class Assessment:
+    """One backend on one machine: every reason it cannot run, else how it would run (the provider and the exact
+    `attn_implementation` string passed to transformers; the hub kernel for the hub provider)."""
+
+    reasons: tuple[Reason, ...]
+    provider: Provider | None = None
+    attn_implementation: str | None = None
+    kernel: HubKernel | None = None
+
+
+def assess(spec: BackendSpec, facts: EnvFacts, request: Request, dtype: str,
+           model_facts: ModelFacts | None = None) -> Assessment:
+    """Every reason `spec` cannot run on `facts` for this request, through any of its providers.
+
+    A FlashAttention backend has two providers: its pip package, which wins when it imports, and the kernels
+    hub build transformers loads through the `kernels` package. Capability, dtype and head_dim apply to both.
+    """
+    common = _request_reasons(spec, facts, request) + _hardware_reasons(spec, facts, request, dtype, model_facts)
+    if not spec.distribution:
+        devices = _device_reasons(spec, facts, request, spec.devices)
+        return _assessed(devices + common, "torch", spec.hf_name)
+    package = _package_reasons(spec, facts)
+    if not package or not spec.hub:
+        devices = _device_reasons(spec, facts, request, spec.devices)
+        return _assessed(package + devices + common, "package", spec.hf_name)
+    kernel = hub_kernel(facts, spec.name)
+    assert kernel is not None
+    hub = _hub_reasons(spec, facts, kernel)
+    if not hub:
+        return _assessed(common, "hub", kernel.repo, kernel)
+    devices = _device_reasons(spec, facts, request, spec.devices | set(kernel.devices))
+    if devices:  # no provider runs on this device: that one reason says it
+        hub = [r for r in hub if r.code != "no_hub_build"]
+    return Assessment(tuple(_merge_missing(spec, facts, kernel, package, hub) + devices + common))
+
+
+def _assessed(reasons: list[Reason], provider: Provider, impl: str | None, kernel: HubKernel | None = None
+              ) -> Assessment:
+    if reasons:
+        return Assessment(tuple(reasons))
+    return Assessment((), provider, impl, kernel)
+
+
+def _request_reasons(spec: BackendSpec, facts: EnvFacts, request: Request) -> list[Reason]:
+    reasons: list[Reason] = []
     if spec.name in request.disabled:
         reasons.append(Reason("disabled", f"need {spec.name} enabled, have it disabled by ATTNPICK_DISABLE_BACKENDS"))
     if request.backend == "auto" and not spec.in_auto:
@@ -193,20 +260,28 @@ def check(spec: BackendSpec, facts: EnvFacts, request: Request, dtype: str,
     elif spec.min_torch and _version(facts.torch) < Version(spec.min_torch):
         reasons.append(Reason("torch_too_old", f"need torch >= {spec.min_torch}, have {facts.torch}",
                               f"pip install -U 'torch>={spec.min_torch}'"))
+    return reasons
 
-    if spec.distribution:
-        reasons.extend(_package_reasons(spec, facts))
 
-    if device.type not in spec.devices:
-        if spec.cpu_mode_forced_only and device.type == "cpu":
-            if not request.forced:
-                reasons.append(Reason("cpu_mode_forced_only",
-                                      f"need a GPU for auto to pick {spec.title}, have {have_device}: its CPU mode "
-                                      "wraps stock transformers, so auto never picks it",
-                                      f"--backend {spec.name}"))
-        else:
-            wanted = " or ".join(_DEVICE_WORDS[t] for t in sorted(spec.devices))
-            reasons.append(Reason("device_unsupported", f"need {wanted}, have {have_device}"))
+def _device_reasons(spec: BackendSpec, facts: EnvFacts, request: Request, devices: Collection[str]) -> list[Reason]:
+    device = facts.device
+    if device.type in devices:
+        return []
+    have_device = _have_device(facts)
+    if spec.cpu_mode_forced_only and device.type == "cpu":
+        if request.forced:
+            return []
+        return [Reason("cpu_mode_forced_only", f"need a GPU for auto to pick {spec.title}, have {have_device}: its "
+                       "CPU mode wraps stock transformers, so auto never picks it", f"--backend {spec.name}")]
+    wanted = " or ".join(_DEVICE_WORDS[t] for t in sorted(devices))
+    return [Reason("device_unsupported", f"need {wanted}, have {have_device}")]
+
+
+def _hardware_reasons(spec: BackendSpec, facts: EnvFacts, request: Request, dtype: str,
+                      model_facts: ModelFacts | None) -> list[Reason]:
+    reasons: list[Reason] = []
+    device = facts.device
+    cap = device.capability_tuple if device.type == "cuda" else None
     if cap is not None:
         if spec.min_capability and cap < spec.min_capability:
             reasons.append(Reason("capability_too_low",
@@ -214,7 +289,6 @@ def check(spec: BackendSpec, facts: EnvFacts, request: Request, dtype: str,
         if spec.capability_majors and cap[0] not in spec.capability_majors:
             majors = " or ".join(f"{m}.x" for m in sorted(spec.capability_majors))
             reasons.append(Reason("capability_unsupported", f"need compute capability {majors}, have {_cap(cap)}"))
-
     if dtype not in spec.dtypes:
         reasons.append(Reason("dtype_unsupported",
                               f"need dtype {' or '.join(sorted(spec.dtypes))}, have {dtype}", "--dtype bfloat16"))
@@ -230,7 +304,6 @@ def check(spec: BackendSpec, facts: EnvFacts, request: Request, dtype: str,
     if device.type == "cpu" and request.training and not spec.cpu_backward:
         reasons.append(Reason("no_cpu_backward",
                               f"need a backward pass for training, have {spec.title} on CPU, which has forward only"))
-
     if model_facts is not None:
         head_dim = model_facts.head_dim
         if spec.max_head_dim and head_dim and head_dim > spec.max_head_dim:
@@ -242,6 +315,49 @@ def check(spec: BackendSpec, facts: EnvFacts, request: Request, dtype: str,
             reasons.append(Reason("sinks_unsupported",
                                   f"need no attention sinks, have {model_facts.model_type}'s sinks"))
     return reasons
+
+
+def _hub_reasons(spec: BackendSpec, facts: EnvFacts, kernel: HubKernel) -> list[Reason]:
+    """Why transformers cannot load `kernel` here: the `kernels` package, a build for this device, and a copy
+    (local folder, local cache, or a reachable hub)."""
+    pkg = facts.package("kernels")
+    title = f"{spec.title} from the kernels hub"
+    if pkg.version is None:
+        return [Reason("kernels_missing", f"need kernels installed for {title}, have none", kernels_command(facts))]
+    if pkg.importable is False:
+        error = (pkg.error or "unknown error").strip().splitlines()[-1][:300]
+        return [Reason("kernels_not_importable", f"need kernels to import, have an import error: {error}",
+                       f"pip install --force-reinstall {kernels_command(facts).removeprefix('pip install ')}")]
+    reasons = []
+    if facts.hub.kernels_range and not _in_range(pkg.version, facts.hub.kernels_range):
+        transformers = facts.package("transformers").version or "installed"
+        reasons.append(Reason("kernels_version_unsupported", f"need kernels{facts.hub.kernels_range} (what "
+                              f"transformers {transformers} loads hub kernels with), have {pkg.version}",
+                              kernels_command(facts)))
+    local = kernel.repo in facts.hub.local
+    if not local and not kernel.builds_for(facts.device.type):
+        reasons.append(Reason("no_hub_build", f"need a build of {kernel.repo} for {_have_device(facts)}, have builds "
+                              f"for {', '.join(kernel.devices)} only (transformers' device table)"))
+    elif not facts.hub.available_offline(kernel):
+        version = f" version {kernel.version}" if kernel.version is not None else ""
+        if facts.hub.offline:
+            reasons.append(Reason("hub_offline_not_cached", f"need {kernel.repo}{version} in the local cache, have "
+                                  "HF_HUB_OFFLINE set and no copy", fetch_command(kernel)))
+        elif facts.hub.reachable is False:
+            reasons.append(Reason("hub_unreachable", f"need huggingface.co reachable to fetch {kernel.repo}{version}, "
+                                  "have no connection and no cached copy", fetch_command(kernel)))
+    return reasons
+
+
+def _merge_missing(spec: BackendSpec, facts: EnvFacts, kernel: HubKernel, package: list[Reason],
+                   hub: list[Reason]) -> list[Reason]:
+    """Neither provider installed: one reason naming both and the quicker fix (kernels, where the hub has a build
+    for this device). Otherwise every reason of both providers."""
+    if [r.code for r in package] == ["not_installed"] and [r.code for r in hub] == ["kernels_missing"]:
+        fix = kernels_command(facts) if kernel.builds_for(facts.device.type) else package[0].fix
+        return [Reason("not_installed", f"need {spec.distribution} installed (or kernels, for the hub build "
+                       f"{kernel.repo}), have neither", fix)]
+    return package + hub
 
 
 def choose(facts: EnvFacts, request: Request | None = None, model_facts: ModelFacts | None = None) -> Decision:
@@ -267,7 +383,8 @@ def choose(facts: EnvFacts, request: Request | None = None, model_facts: ModelFa
     candidates: list[Candidate] = []
     for name in names:
         spec = CATALOG[name]
-        reasons = tuple(check(spec, facts, request, dtype, model_facts))
+        assessment = assess(spec, facts, request, dtype, model_facts)
+        reasons = assessment.reasons
         note = None
         if name == "unsloth" and not reasons and facts.device.type == "cpu":
             note = "Unsloth's CPU mode: stock transformers + PEFT with sdpa, no Unsloth kernels"
@@ -279,14 +396,16 @@ def choose(facts: EnvFacts, request: Request | None = None, model_facts: ModelFa
             verdict, chosen = "accepted", name
         else:
             verdict = "eligible"
-        candidates.append(Candidate(name, verdict, reasons, note))
+        candidates.append(Candidate(name, verdict, reasons, note, assessment.provider,
+                                    assessment.attn_implementation, assessment.kernel))
 
+    kernels_usable = _kernels_usable(facts)
     missing = frozenset(
         name for name, spec in CATALOG.items()
         if spec.distribution and facts.package(spec.distribution).version is None
+        and not (spec.hub and kernels_usable)
     )
-    hints = install_hints(facts.os, facts.device.type, facts.device.capability_tuple, facts.torch, facts.cuda,
-                          missing)
+    hints = install_hints(facts, missing, kernels_usable)
     return Decision(
         chosen=chosen,
         mode="forced" if request.forced else "auto",
@@ -402,6 +521,18 @@ def _package_reasons(spec: BackendSpec, facts: EnvFacts) -> list[Reason]:
             reasons.append(Reason("torch_mismatch",
                                   f"need {dist} built for torch {facts.torch}, have one built for torch {built_for}"))
     return reasons
+
+
+def _kernels_usable(facts: EnvFacts) -> bool:
+    """The `kernels` package is installed, imports, and is a version the installed transformers loads hub
+    kernels with."""
+    pkg = facts.package("kernels")
+    return (pkg.version is not None and pkg.importable is not False
+            and (not facts.hub.kernels_range or _in_range(pkg.version, facts.hub.kernels_range)))
+
+
+def _have_device(facts: EnvFacts) -> str:
+    return _DEVICE_WORDS[facts.device.type] + (f" ({facts.device.name})" if facts.device.name else "")
 
 
 def _usable(facts: EnvFacts, distribution: str) -> bool:

@@ -6,6 +6,7 @@ it back and says exactly which key is wrong when it is not.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -31,6 +32,7 @@ PROBED_MODULES: dict[str, str] = {
     "flash-attn-3": "flash_attn_interface",
     "flash-attn-4": "flash_attn.cute",
     "xformers": "xformers.ops",
+    "kernels": "kernels",
     "unsloth": "unsloth",
 }
 
@@ -73,6 +75,80 @@ class DeviceFacts:
 
 
 @dataclass(frozen=True)
+class HubKernel:
+    """A FlashAttention build on the Hugging Face kernels hub: the repo transformers loads, the major version it
+    pins, and the devices it ships builds for (empty: every device)."""
+
+    repo: str
+    version: int | None
+    devices: tuple[str, ...] = ()
+
+    def builds_for(self, device_type: str) -> bool:
+        return not self.devices or device_type in self.devices
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"repo": self.repo, "version": self.version, "devices": list(self.devices)}
+
+
+@dataclass(frozen=True)
+class HubFacts:
+    """What the kernels hub can give this machine.
+
+    `offline`: HF_HUB_OFFLINE is set. `reachable`: whether huggingface.co answered (None: not checked, as when
+    nothing needs a download). `kernels_range`: the `kernels` versions the installed transformers accepts (None:
+    unknown). `flash_kernels`: the installed transformers' hub build per FlashAttention backend (empty: unknown,
+    the catalog's table applies). `cached`: repo -> kernel versions in the local cache. `local`: repo -> folder
+    given through the kernels package's LOCAL_KERNELS. A facts file without this block plans a machine that can
+    download from the hub.
+    """
+
+    offline: bool = False
+    reachable: bool | None = None
+    kernels_range: str | None = None
+    flash_kernels: dict[str, HubKernel] = field(default_factory=dict)
+    cached: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    local: dict[str, str] = field(default_factory=dict)
+
+    def available_offline(self, kernel: HubKernel) -> bool:
+        """The kernel is in the local cache at its pinned version, or given as a local folder."""
+        return kernel.repo in self.local or (kernel.version is not None and kernel.version in
+                                              self.cached.get(kernel.repo, ()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"offline": self.offline, "reachable": self.reachable, "kernels_range": self.kernels_range,
+                "flash_kernels": {name: k.to_dict() for name, k in sorted(self.flash_kernels.items())},
+                "cached": {repo: list(versions) for repo, versions in sorted(self.cached.items())},
+                "local": dict(sorted(self.local.items()))}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> HubFacts:
+        doc = _expect(data, dict, where, "'hub'")
+        reachable = doc.get("reachable")
+        if reachable not in (True, False, None) or not isinstance(doc.get("offline", False), bool):
+            raise UsageError(f"{where}: 'hub.offline' must be true or false and 'hub.reachable' true, false or null")
+        kernels = {}
+        for name, entry in _expect(doc.get("flash_kernels", {}), dict, where, "'hub.flash_kernels'").items():
+            entry = _expect(entry, dict, where, f"'hub.flash_kernels.{name}'")
+            version = entry.get("version")
+            if not isinstance(entry.get("repo"), str) or not (version is None or _is_int(version)):
+                raise UsageError(f"{where}: 'hub.flash_kernels.{name}' needs a string 'repo' and an integer 'version'")
+            devices = _strings(entry.get("devices", []), where, f"'hub.flash_kernels.{name}.devices'")
+            kernels[name] = HubKernel(entry["repo"], version, devices)
+        cached = {}
+        for repo, versions in _expect(doc.get("cached", {}), dict, where, "'hub.cached'").items():
+            versions = _expect(versions, list, where, f"'hub.cached.{repo}'")
+            if not all(_is_int(v) for v in versions):
+                raise UsageError(f"{where}: 'hub.cached.{repo}' must be a list of kernel versions (integers)")
+            cached[repo] = tuple(versions)
+        local = _expect(doc.get("local", {}), dict, where, "'hub.local'")
+        if not all(isinstance(v, str) for v in local.values()):
+            raise UsageError(f"{where}: 'hub.local' must map kernel repos to folder paths (strings)")
+        return cls(offline=doc.get("offline", False), reachable=reachable,
+                   kernels_range=_optional_str(doc, "kernels_range", where, "hub."), flash_kernels=kernels,
+                   cached=cached, local=dict(local))
+
+
+@dataclass(frozen=True)
 class EnvFacts:
     """Everything the decision knows about a machine.
 
@@ -87,6 +163,7 @@ class EnvFacts:
     device: DeviceFacts
     packages: dict[str, PackageFacts] = field(default_factory=dict)
     sdpa_kernels: tuple[str, ...] = ()
+    hub: HubFacts = field(default_factory=HubFacts)
     schema: int = SCHEMA
 
     def package(self, distribution: str) -> PackageFacts:
@@ -103,6 +180,7 @@ class EnvFacts:
             "device": self.device.to_dict(),
             "packages": {name: facts.to_dict() for name, facts in sorted(self.packages.items())},
             "sdpa_kernels": list(self.sdpa_kernels),
+            "hub": self.hub.to_dict(),
         }
 
     @classmethod
@@ -112,40 +190,52 @@ class EnvFacts:
         schema = doc.get("schema", SCHEMA)
         if schema != SCHEMA:
             raise UsageError(f"{where}: schema {schema!r} is not supported (this attnpick reads schema {SCHEMA})")
-        os_name = doc.get("os")
+        for key, hint in REQUIRED_KEYS.items():
+            if key not in doc:
+                raise UsageError(f"{where}: missing key '{key}' ({hint}). Write the file with "
+                                 "'attnpick doctor --json > FILE'.")
+        os_name = doc["os"]
         if os_name not in OS_NAMES:
             raise UsageError(f"{where}: 'os' must be one of {', '.join(OS_NAMES)}, got {os_name!r}")
-        device = _expect(doc.get("device", {"type": "cpu"}), dict, where, "'device'")
-        dtype = device.get("type", "cpu")
-        if dtype not in DEVICE_TYPES:
-            raise UsageError(f"{where}: 'device.type' must be one of {', '.join(DEVICE_TYPES)}, got {dtype!r}")
+        device = _expect(doc["device"], dict, where, "'device'")
+        kind = device.get("type", "cpu")
+        if kind not in DEVICE_TYPES:
+            raise UsageError(f"{where}: 'device.type' must be one of {', '.join(DEVICE_TYPES)}, got {kind!r}")
         capability = device.get("capability")
         if capability is not None and not _is_capability(capability):
             raise UsageError(f"{where}: 'device.capability' must look like \"8.0\", got {capability!r}")
         memory = device.get("memory_gb")
-        if memory is not None and not isinstance(memory, (int, float)):
+        if memory is not None and (not isinstance(memory, (int, float)) or isinstance(memory, bool)):
             raise UsageError(f"{where}: 'device.memory_gb' must be a number or null, got {memory!r}")
         packages: dict[str, PackageFacts] = {}
         for name, entry in _expect(doc.get("packages", {}), dict, where, "'packages'").items():
             entry = _expect(entry, dict, where, f"'packages.{name}'")
-            version = entry.get("version")
+            version = _optional_str(entry, "version", where, f"packages.{name}.")
             importable = entry.get("importable", None if version is None else True)
-            if version is not None and not isinstance(version, str):
-                raise UsageError(f"{where}: 'packages.{name}.version' must be a string or null")
             if importable not in (True, False, None):
                 raise UsageError(f"{where}: 'packages.{name}.importable' must be true, false or null")
+            error = _optional_str(entry, "error", where, f"packages.{name}.")
             details = _expect(entry.get("details", {}), dict, where, f"'packages.{name}.details'")
-            packages[name] = PackageFacts(version, importable, entry.get("error"), dict(details))
-        kernels = _expect(doc.get("sdpa_kernels", []), list, where, "'sdpa_kernels'")
+            packages[name] = PackageFacts(version, importable, error, dict(details))
+        hub = HubFacts.from_dict(doc["hub"], where) if "hub" in doc else HubFacts()
         return cls(
             os=os_name,
-            python=str(doc.get("python", "")),
+            python=_optional_str(doc, "python", where) or "",
             torch=_optional_str(doc, "torch", where),
             cuda=_optional_str(doc, "cuda", where),
-            device=DeviceFacts(dtype, device.get("name"), capability, memory),
+            device=DeviceFacts(kind, _optional_str(device, "name", where, "device."), capability, memory),
             packages=packages,
-            sdpa_kernels=tuple(str(k) for k in kernels),
+            sdpa_kernels=_strings(doc.get("sdpa_kernels", []), where, "'sdpa_kernels'"),
+            hub=hub,
         )
+
+
+# Keys a facts document must have, with what to put there.
+REQUIRED_KEYS = {
+    "os": "linux, windows or darwin",
+    "torch": "torch's version, or null when torch is missing",
+    "device": 'an object such as {"type": "cuda", "capability": "8.0"}',
+}
 
 
 @dataclass(frozen=True)
@@ -178,19 +268,29 @@ class ModelFacts:
 
 def _expect(value: Any, kind: type, where: str, what: str) -> Any:
     if not isinstance(value, kind):
-        raise UsageError(f"{where}: {what} must be a JSON {'object' if kind is dict else 'array'}")
+        raise UsageError(f"{where}: {what} must be a JSON {'object' if kind is dict else 'array'}, got "
+                         f"{type(value).__name__}")
     return value
 
 
-def _optional_str(doc: dict[str, Any], key: str, where: str) -> str | None:
+def _optional_str(doc: dict[str, Any], key: str, where: str, prefix: str = "") -> str | None:
     value = doc.get(key)
     if value is not None and not isinstance(value, str):
-        raise UsageError(f"{where}: '{key}' must be a string or null, got {value!r}")
+        raise UsageError(f"{where}: '{prefix}{key}' must be a string or null, got {value!r}")
     return value
+
+
+def _strings(value: Any, where: str, what: str) -> tuple[str, ...]:
+    items = _expect(value, list, where, what)
+    if not all(isinstance(item, str) for item in items):
+        raise UsageError(f"{where}: {what} must be a list of strings")
+    return tuple(items)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_capability(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    major, dot, minor = value.partition(".")
-    return major.isdigit() and (not dot or minor.isdigit())
+    """"8.0", "9.0", "10.0": ASCII digits only (str.isdigit accepts "²")."""
+    return isinstance(value, str) and re.fullmatch(r"[0-9]{1,2}(\.[0-9]{1,2})?", value) is not None

@@ -21,7 +21,7 @@ from attnpick.decision import Reason, Request, choose
 from attnpick.facts import EnvFacts
 from attnpick.models import prepare, torch_device
 from attnpick.probe import collect_facts
-from attnpick.smoke import why_not_runnable
+from attnpick.smoke import runnability
 from attnpick.subproc import SMOKE_TIMEOUT_S
 from attnpick.verdicts import record_parity
 
@@ -214,28 +214,28 @@ def verify(model_name: str = tiny.NAME, backends: list[str] | None = None, dtype
     decision = choose(facts, Request.from_names(None, dtype), model_facts)
     names = backends or [n for n in (*ORDER, *PINNED_SDPA) if n != "unsloth"]
     skipped: dict[str, Reason] = {}
-    to_check: list[str] = []
+    to_check: dict[str, str] = {}  # backend -> the attn_implementation it runs as
     for name in names:
         if name == "unsloth":
             skipped[name] = Reason("not_comparable", "need an attention function to compare, have Unsloth, which "
                                    "patches the model classes; its parity is checked through its own loader")
             continue
-        if name in CATALOG:
-            why = why_not_runnable(name, facts, model_facts, decision.dtype, smoke_timeout)
-            if why is not None:
-                stage, reasons = why
-                if stage == "smoke" or backends:  # ineligible defaults are simply not checked
-                    skipped[name] = reasons[0]
-                continue
-        to_check.append(name)
+        if name not in CATALOG:  # an implementation registered in transformers by the caller
+            to_check[name] = name
+            continue
+        runs = runnability(name, facts, model_facts, decision.dtype, smoke_timeout)
+        if runs.ok:
+            to_check[name] = runs.candidate.implementation or name
+        elif runs.stage == "smoke" or backends:  # ineligible defaults are simply not checked
+            skipped[name] = runs.reasons[0]
 
     device = torch.device(torch_device(facts))
     folder = str(prepared.load_folder)
     reference = _run(folder, "eager", "float32", device, lora)
     results = []
-    for name in to_check:
+    for name, impl in to_check.items():
         try:
-            result = compare(name, decision.dtype, reference, _run(folder, name, decision.dtype, device, lora))
+            result = compare(name, decision.dtype, reference, _run(folder, impl, decision.dtype, device, lora))
         except Exception as exc:  # noqa: BLE001 - a backend that cannot run the batch fails parity
             result = BackendParity(name, decision.dtype, error=f"{type(exc).__name__}: {exc}"[:400])
         if name in CATALOG:

@@ -11,13 +11,18 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import socket
 import sys
 import time
+from dataclasses import replace
 from importlib import metadata
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from attnpick import cache
-from attnpick.facts import PROBED_MODULES, DeviceFacts, EnvFacts, PackageFacts
+from attnpick.catalog import HUB_KERNELS, hub_kernel
+from attnpick.facts import PROBED_MODULES, DeviceFacts, EnvFacts, HubFacts, HubKernel, PackageFacts
 from attnpick.subproc import IMPORT_TIMEOUT_S, Child
 
 logger = logging.getLogger(__name__)
@@ -129,7 +134,87 @@ def collect_facts(fresh: bool = False, timeout_s: float = IMPORT_TIMEOUT_S) -> E
         device=device,
         packages=packages,
         sdpa_kernels=kernels,
+        hub=hub_facts(packages, device, versions.get("torch")),
     )
+
+
+def hub_facts(packages: dict[str, PackageFacts], device: DeviceFacts, torch_version: str | None) -> HubFacts:
+    """What the kernels hub can give this machine: offline or not, the installed transformers' FlashAttention
+    table, the kernels in the local cache and in LOCAL_KERNELS, and (only when a download would be needed) whether
+    huggingface.co answers."""
+    from huggingface_hub import constants  # light: settings only, no network
+
+    details = packages.get("transformers", PackageFacts()).details
+    table = _flash_kernels(details.get("flash_kernels"))
+    partial = HubFacts(offline=bool(constants.HF_HUB_OFFLINE), kernels_range=details.get("kernels_range"),
+                       flash_kernels=table, local=local_kernels())
+    so_far = EnvFacts(os=os_name(), python="", torch=torch_version, cuda=None,  # type: ignore[arg-type]
+                      device=device, packages=packages, hub=partial)
+    needed = [k for k in (hub_kernel(so_far, name) for name in HUB_KERNELS) if k and k.builds_for(device.type)]
+    cached = {k.repo: versions for k in needed if (versions := cached_kernel_versions(k.repo))}
+    hub = replace(partial, cached=cached)
+    kernels = packages.get("kernels", PackageFacts())
+    wants_download = [k for k in needed if not hub.available_offline(k)]
+    if kernels.version and kernels.importable is not False and wants_download and not hub.offline \
+            and device.type != "cpu":
+        hub = replace(hub, reachable=_hub_reachable(constants.ENDPOINT))
+    return hub
+
+
+def _flash_kernels(table: Any) -> dict[str, HubKernel]:
+    """The import check's FlashAttention hub table; devices the transformers release does not list come from
+    the catalog's table for the same repo."""
+    out: dict[str, HubKernel] = {}
+    for impl, entry in (table or {}).items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("repo"), str):
+            continue
+        devices = entry.get("devices")
+        if devices is None:
+            default = HUB_KERNELS.get(impl)
+            devices = default.devices if default and default.repo == entry["repo"] else ()
+        out[impl] = HubKernel(entry["repo"], entry.get("version"), tuple(devices))
+    return out
+
+
+def local_kernels() -> dict[str, str]:
+    """LOCAL_KERNELS as the kernels package reads it: `repo=path` entries separated by ':'."""
+    out = {}
+    for entry in os.environ.get("LOCAL_KERNELS", "").split(":"):
+        repo, eq, path = entry.partition("=")
+        if eq and repo.strip():
+            out[repo.strip()] = path
+    return out
+
+
+def cached_kernel_versions(repo: str) -> tuple[int, ...]:
+    """Versions of a hub kernel present in the local cache (`KERNELS_CACHE`, else the hub cache): a `refs/vN`
+    whose snapshot folder exists, in the kernel repo layout or the older model one."""
+    from huggingface_hub import constants
+
+    cache = Path(os.environ.get("KERNELS_CACHE") or constants.HF_HUB_CACHE)
+    found = set()
+    for prefix in ("kernels", "models"):
+        folder = cache / f"{prefix}--{repo.replace('/', '--')}"
+        for ref in (folder / "refs").glob("v*"):
+            try:
+                commit = ref.read_text(encoding="utf-8").strip()
+            except OSError:
+                continue
+            if ref.name[1:].isdigit() and commit and (folder / "snapshots" / commit).is_dir():
+                found.add(int(ref.name[1:]))
+    return tuple(sorted(found))
+
+
+def _hub_reachable(endpoint: str, timeout_s: float = 3.0) -> bool | None:
+    """Whether a TCP connection to the hub opens; None behind a proxy (the proxy decides, not this check)."""
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    host = urlsplit(endpoint).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
 
 
 def _valid_imports(value: Any) -> bool:

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from attnpick.benchmark import BenchReport, fmt_seconds, speedups, spread
+from attnpick.catalog import CATALOG
 from attnpick.chain import LoadReport
 from attnpick.decision import Decision
 from attnpick.facts import PROBED_MODULES, EnvFacts
@@ -31,7 +32,18 @@ def facts_table(facts: EnvFacts) -> Table:
         gpu += f", {device.memory_gb} GiB"
     table.add_row("Device", f"{device.type}: {gpu}")
     table.add_row("SDPA kernels", ", ".join(facts.sdpa_kernels) or "-")
+    table.add_row("Kernels hub", hub_line(facts))
     return table
+
+
+def hub_line(facts: EnvFacts) -> str:
+    """'online; cached: kernels-community/flash-attn2 v4; local: -' (what the kernels hub can give here)."""
+    hub = facts.hub
+    reachability = {True: "reachable", False: "unreachable", None: "offline not set, reachability not checked"}
+    state = "offline (HF_HUB_OFFLINE)" if hub.offline else reachability[hub.reachable]
+    cached = ", ".join(f"{repo} v{','.join(map(str, versions))}" for repo, versions in hub.cached.items()) or "-"
+    local = ", ".join(f"{repo}={path}" for repo, path in hub.local.items()) or "-"
+    return f"{state}; cached: {cached}; LOCAL_KERNELS: {local}"
 
 
 def packages_table(facts: EnvFacts) -> Table:
@@ -55,6 +67,10 @@ def decision_table(decision: Decision) -> Table:
     table.add_column("why", overflow="fold")
     for cand in decision.candidates:
         lines = [f"{r.message} [dim]\\[{r.code}][/]" + (f"\n  fix: {r.fix}" if r.fix else "") for r in cand.reasons]
+        if cand.provider == "hub" and cand.kernel is not None:
+            lines.append(f"via the kernels hub: {cand.kernel.repo} (version {cand.kernel.version})")
+        elif cand.provider == "package" and CATALOG[cand.backend].distribution:
+            lines.append(f"[dim]via the {CATALOG[cand.backend].distribution} package[/]")
         if cand.note:
             lines.append(f"[dim]{cand.note}[/]")
         table.add_row(cand.backend, _VERDICT[cand.verdict], "\n".join(lines))

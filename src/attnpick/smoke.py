@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from attnpick import cache
-from attnpick.decision import Reason, Request, choose
+from attnpick.decision import Candidate, Reason, Request, choose
 from attnpick.facts import EnvFacts, ModelFacts
 from attnpick.models import torch_device
 from attnpick.subproc import SMOKE_TIMEOUT_S, run_child
@@ -38,12 +38,16 @@ class SmokeResult:
         return out
 
 
-def smoke_job(backend: str, facts: EnvFacts, model_facts: ModelFacts | None, dtype: str, seq: int = 32,
+def smoke_job(candidate: Candidate, facts: EnvFacts, model_facts: ModelFacts | None, dtype: str, seq: int = 32,
               training: bool = True) -> dict[str, Any]:
-    """The child's job: backend, device, dtype and the model's attention shapes (GQA as the model has it)."""
+    """The child's job: backend, the exact attn_implementation (a hub kernel repo for the hub provider, with its
+    pinned version), device, dtype and the model's attention shapes (GQA as the model has it)."""
     heads = (model_facts.num_attention_heads if model_facts else None) or 8
+    kernel = candidate.kernel
     return {
-        "backend": backend,
+        "backend": candidate.backend,
+        "attn_implementation": candidate.implementation,
+        "kernel": [kernel.repo, kernel.version] if kernel else None,
         "device": torch_device(facts),
         "dtype": dtype,
         "heads": heads,
@@ -96,14 +100,28 @@ def _in_child(job: dict[str, Any], timeout_s: float) -> tuple[SmokeResult, bool]
     return SmokeResult(backend, False, 0.0, reason=reason), False
 
 
-def why_not_runnable(backend: str, facts: EnvFacts, model_facts: ModelFacts | None, dtype: str,
-                     timeout_s: float = SMOKE_TIMEOUT_S) -> tuple[str, tuple[Reason, ...]] | None:
-    """None when `backend` is eligible here (forced, in `dtype`) and passes its smoke run; else
-    ("ineligible" | "smoke", the reasons)."""
+@dataclass(frozen=True)
+class Runnability:
+    """Whether a backend runs here: its candidate (forced, in the dtype) and, when it does not, at which stage
+    ("ineligible": the decision's requirements; "smoke": the smoke run) and why."""
+
+    candidate: Candidate
+    stage: str | None = None
+    reasons: tuple[Reason, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.stage is None
+
+
+def runnability(backend: str, facts: EnvFacts, model_facts: ModelFacts | None, dtype: str,
+                timeout_s: float = SMOKE_TIMEOUT_S) -> Runnability:
+    """Is `backend` eligible here (forced, in `dtype`) and does it pass its smoke run?"""
     cand = choose(facts, Request(backend, dtype, origin="check"), model_facts).candidate(backend)
     if cand.reasons:
-        return "ineligible", cand.reasons
-    smoke = run_smoke(smoke_job(backend, facts, model_facts, dtype), facts, timeout_s=timeout_s)
+        return Runnability(cand, "ineligible", cand.reasons)
+    smoke = run_smoke(smoke_job(cand, facts, model_facts, dtype), facts, timeout_s=timeout_s)
     if smoke.ok:
-        return None
-    return "smoke", (smoke.reason or Reason("smoke_failed", "need a passing smoke run, have a failed one"),)
+        return Runnability(cand)
+    return Runnability(cand, "smoke", (smoke.reason or Reason("smoke_failed", "need a passing smoke run, have a "
+                                                              "failed one"),))

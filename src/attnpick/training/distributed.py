@@ -34,7 +34,7 @@ def local_verdicts(facts: EnvFacts, decision: Decision, model_facts: ModelFacts 
         if cand.verdict == "rejected":
             verdicts[cand.backend] = "; ".join(r.message for r in cand.reasons)
             continue
-        smoke = run_smoke(smoke_job(cand.backend, facts, model_facts, decision.dtype), facts)
+        smoke = run_smoke(smoke_job(cand, facts, model_facts, decision.dtype), facts)
         verdicts[cand.backend] = None if smoke.ok else (smoke.reason.message if smoke.reason else "smoke failed")
     return verdicts
 
