@@ -19,6 +19,7 @@ _LAZY = {
     "ModelFacts": "attnpick.facts",
     "CATALOG": "attnpick.catalog",
     "load_model": "attnpick.loading",
+    "FastLanguageModel": "attnpick.fast_language_model",
     "LoadReport": "attnpick.chain",
     "register_xformers": "attnpick.backends.xformers",
     "verify": "attnpick.parity",

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from attnpick.backends import ensure_registered
 from attnpick.backends.unsloth import load_unsloth, transformers_patched
 from attnpick.confirm import Confirmation, confirm, device_of
-from attnpick.decision import Candidate, Decision, Reason
+from attnpick.decision import Candidate, Decision, RankDifference, Reason
 from attnpick.errors import NoBackendError, UsageError
 from attnpick.facts import EnvFacts
 from attnpick.models import Architecture, Prepared, device_map, torch_device
@@ -78,6 +78,7 @@ class LoadReport:
     unsloth_kernel: str | None = None
     transformers_patched: bool | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    ranks_that_differed: tuple[RankDifference, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +98,7 @@ class LoadReport:
             "confirmation": self.confirmation.to_dict() if self.confirmation else None,
             "transformers_patched": self.transformers_patched,
             "notes": list(self.notes),
+            "ranks_that_differed": [d.to_dict() for d in self.ranks_that_differed],
             "decision": self.decision.to_dict(),
         }
 

@@ -24,11 +24,11 @@ from attnpick.catalog import BACKEND_NAMES, DTYPES
 from attnpick.decision import Request, choose
 from attnpick.errors import AttnpickError, NoBackendError, UsageError
 from attnpick.facts import EnvFacts
-from attnpick.loading import POLICIES, check_load_options, decide, load_model
+from attnpick.loading import POLICIES, check_load_options, decide, load_model, request_for
 from attnpick.model_info import read_model_facts
 from attnpick.models import prepare
 from attnpick.parity import verify
-from attnpick.probe import collect_facts, disabled_backends
+from attnpick.probe import BACKEND_ENV, collect_facts
 from attnpick.render import (
     facts_table,
     print_bench,
@@ -42,7 +42,6 @@ from attnpick.subproc import SMOKE_TIMEOUT_S
 from attnpick.training.config import TrainConfig, cli_fields
 from attnpick.training.run import train
 
-BACKEND_ENV = "ATTNPICK_BACKEND"
 DEBUG_ENV = "ATTNPICK_DEBUG"
 MODEL_HELP = f"{tiny.NAME} (default), a local folder laid out like the hub, or a hub id in the local cache"
 
@@ -167,13 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _request(args: argparse.Namespace) -> Request:
-    off = disabled_backends()
-    if args.backend:
-        return Request.from_names(args.backend, args.dtype, not args.inference, origin="--backend", disabled=off)
-    if os.environ.get(BACKEND_ENV):
-        return Request.from_names(os.environ[BACKEND_ENV], args.dtype, not args.inference, origin=BACKEND_ENV,
-                                  disabled=off)
-    return Request.from_names(None, args.dtype, not args.inference, disabled=off)
+    return request_for(args.backend, args.dtype, not args.inference, origin="--backend")
 
 
 def _print_json(data: Any) -> None:

@@ -1,18 +1,20 @@
 """`load_model()`: the front door. Validate the request, prepare the model, probe the machine, decide (the
-guide's order or `--policy measured`), then hand the decision to the proven chain (`attnpick.chain`)."""
+guide's order or `--policy measured`; under torchrun, agreed by every rank), then hand the decision to the proven
+chain (`attnpick.chain`)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from attnpick import tiny
+from attnpick import distributed, tiny
 from attnpick.chain import LoadOptions, LoadReport, load_with
 from attnpick.decision import Decision, Request, choose, reject
 from attnpick.errors import UsageError
 from attnpick.facts import EnvFacts
 from attnpick.models import Prepared, dtype_name, prepare
 from attnpick.policy import measured_decision
-from attnpick.probe import collect_facts, disabled_backends
+from attnpick.probe import BACKEND_ENV, backend_from_env, collect_facts, disabled_backends
 from attnpick.quantization import require_bitsandbytes
 from attnpick.subproc import SMOKE_TIMEOUT_S, check_timeout
 from attnpick.verdicts import parity_failures
@@ -20,7 +22,22 @@ from attnpick.verdicts import parity_failures
 POLICIES = ("auto", "measured")
 MAX_SEQ_LENGTH_LIMIT = 1 << 20
 
-__all__ = ["LoadReport", "decide", "load_model"]
+__all__ = ["LoadReport", "decide", "load_model", "request_for"]
+
+
+def request_for(backend: str | list[str] | None, dtype: Any = None, training: bool = True,
+                origin: str = "backend=") -> Request:
+    """The request: the backend asked for (`origin` names where: an argument or a flag), else $ATTNPICK_BACKEND,
+    else auto; the dtype by name or torch.dtype; the backends switched off on this process."""
+    asked = [backend] if isinstance(backend, str) else list(backend or [])
+    asked = [name for name in asked if name != "auto"]
+    off = disabled_backends()
+    if asked:
+        return Request.from_names(asked, dtype_name(dtype), training, origin=origin, disabled=off)
+    from_env = backend_from_env()
+    if from_env:
+        return Request.from_names(from_env, dtype_name(dtype), training, origin=BACKEND_ENV, disabled=off)
+    return Request.from_names(None, dtype_name(dtype), training, disabled=off)
 
 
 def decide(facts: EnvFacts, request: Request, prepared: Prepared, policy: str = "auto",
@@ -52,8 +69,10 @@ def load_model(
     dtype: Any = None,
     load_in_4bit: bool = False,
     trust_remote_code: bool = False,
-    backend: str = "auto",
+    backend: str | None = "auto",
     *,
+    token: str | None = None,
+    revision: str | None = None,
     facts: EnvFacts | None = None,
     smoke_timeout: float = SMOKE_TIMEOUT_S,
     use_cache: bool = True,
@@ -71,14 +90,17 @@ def load_model(
         dtype: None for the device's best (bf16 on Ampere+, fp16 on older GPUs, fp32 on CPU), or a dtype.
         load_in_4bit: bitsandbytes NF4 quantization (QLoRA). Needs bitsandbytes; never silently skipped.
         trust_remote_code: allow the repository's own code, only when no native class exists.
-        backend: "auto" or one backend name (see `attnpick.catalog.BACKEND_NAMES`).
+        backend: "auto" (or None) or one backend name (see `attnpick.catalog.BACKEND_NAMES`); when auto,
+            $ATTNPICK_BACKEND applies if set.
+        token, revision: for a hub id not yet in the local cache (passed to huggingface_hub).
         facts: facts of this machine (probed when None).
         smoke_timeout: seconds one smoke run may take.
         use_cache: reuse cached smoke results for the same machine, packages, shapes and dtype.
         force_llama_mapping: load EXAONE through attnpick's Llama mapping even where transformers has a
             native class.
-        decision: a decision made beforehand (e.g. agreed by every rank of a distributed job); its
-            runnable candidates are tried in order.
+        decision: a decision made beforehand; its runnable candidates are tried in order. Otherwise, under
+            torchrun / accelerate launch (WORLD_SIZE > 1), every rank agrees on the first backend that runs on
+            all of them.
         policy: "auto" (the guide's order) or "measured" (the fastest backend that passed parity at
             `max_seq_length`, measured here once and cached).
 
@@ -92,11 +114,17 @@ def load_model(
         'sdpa'
     """
     check_load_options(max_seq_length, policy, smoke_timeout)
-    request = Request.from_names(backend, dtype_name(dtype), disabled=disabled_backends())
-    prepared = prepare(model_name, trust_remote_code, force_llama_mapping)
+    request = request_for(backend, dtype)
+    prepared = prepare(model_name, trust_remote_code, force_llama_mapping, token=token, revision=revision)
     facts = facts or collect_facts()
     if load_in_4bit:
         require_bitsandbytes(facts)
-    decision = decision or decide(facts, request, prepared, policy, max_seq_length, use_cache)
+    differing: tuple[Any, ...] = ()
+    if decision is None:
+        decision = decide(facts, request, prepared, policy, max_seq_length, use_cache)
+        if distributed.rank_and_world()[1] > 1 and not request.forced:
+            distributed.init_process_group()
+            decision, differing = distributed.agree_on_backend(facts, decision, prepared.model_facts)
     options = LoadOptions(max_seq_length, load_in_4bit, trust_remote_code, smoke_timeout, use_cache)
-    return load_with(decision, prepared, facts, options)
+    model, tokenizer, report = load_with(decision, prepared, facts, options)
+    return model, tokenizer, replace(report, ranks_that_differed=differing)

@@ -1,15 +1,16 @@
 """LoRA through peft, the way attnpick attaches it everywhere (`attnpick train`, `FastLanguageModel`): k-bit
 preparation for 4-bit models, optional gradient checkpointing, weights drawn from a seeded generator.
 
-peft 0.21 reads `model.is_gradient_checkpointing`, which transformers 5.24 deprecated in favour of
-`is_activation_checkpointing`; the FutureWarning that follows says nothing to the user and is silenced here,
-and only here.
+peft 0.21 reads `model.is_gradient_checkpointing` and calls `gradient_checkpointing_enable`, which transformers
+5.24 deprecated in favour of their `activation_checkpointing` names; the FutureWarnings that follow say nothing
+to the user and are silenced here, and only here.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from attnpick.errors import UsageError
@@ -34,36 +35,70 @@ def check_target_modules(available: set[str], wanted: Sequence[str]) -> None:
 
 def attach_lora(model: Any, *, r: int, lora_alpha: int, lora_dropout: float, target_modules: Sequence[str] | str,
                 bias: str = "none", use_rslora: bool = False, loftq_config: Any = None, seed: int | None = None,
-                gradient_checkpointing: bool = False) -> Any:
+                gradient_checkpointing: bool = False, layers_to_transform: Any = None, layers_pattern: Any = None,
+                modules_to_save: Any = None, init_lora_weights: Any = True) -> Any:
     """`model` wrapped in a peft LoRA; a 4-bit model is prepared for k-bit training first.
 
     Args:
         model: a transformers causal LM (4-bit or not).
-        r, lora_alpha, lora_dropout, bias, use_rslora, loftq_config: as in `peft.LoraConfig`.
+        r, lora_alpha, lora_dropout, bias, use_rslora, loftq_config, layers_to_transform, layers_pattern,
+        modules_to_save, init_lora_weights: as in `peft.LoraConfig`.
         target_modules: module names (or "all-linear").
         seed: draws the LoRA weights from `torch.manual_seed(seed)` when given.
         gradient_checkpointing: recompute activations in the backward pass (less memory, more time).
     """
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training  # heavy: a model is loaded
 
-    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
-                                                gradient_checkpointing_kwargs={"use_reentrant": False})
-    elif gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
+    with _quiet_renames():
+        if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
+                                                    gradient_checkpointing_kwargs={"use_reentrant": False})
+        elif gradient_checkpointing:
+            set_checkpointing(model, True)
+            model.enable_input_require_grads()
     targets = target_modules if isinstance(target_modules, str) else list(target_modules)
     config = LoraConfig(r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=targets, bias=bias,
-                        use_rslora=use_rslora, loftq_config=loftq_config or {}, task_type="CAUSAL_LM")
+                        use_rslora=use_rslora, loftq_config=loftq_config or {}, layers_to_transform=layers_to_transform,
+                        layers_pattern=layers_pattern, modules_to_save=modules_to_save,
+                        init_lora_weights=init_lora_weights, task_type="CAUSAL_LM")
     if seed is not None:
         import torch
 
         torch.manual_seed(seed)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    with _quiet_renames():
         try:
             return get_peft_model(model, config)
         except ValueError as exc:
             if "not found in the base model" in str(exc):
                 check_target_modules(linear_module_names(model), targets if isinstance(targets, list) else [targets])
             raise
+
+
+
+@contextmanager
+def _quiet_renames() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*(is_gradient_checkpointing|gradient_checkpointing_enable|"
+                                r"gradient_checkpointing_disable).*deprecated", category=FutureWarning)
+        yield
+
+
+def checkpointing(model: Any) -> bool:
+    """Whether activation (gradient) checkpointing is on, under either of transformers' names."""
+    with _quiet_renames():
+        return bool(getattr(model, "is_activation_checkpointing", None)
+                    or getattr(model, "is_gradient_checkpointing", False))
+
+
+def set_checkpointing(model: Any, on: bool) -> None:
+    """Turn activation checkpointing on (non-reentrant) or off: transformers >= 5.24's names where they exist."""
+    new = hasattr(model, "activation_checkpointing_enable")
+    with _quiet_renames():
+        if on and new:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        elif on:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        elif new:
+            model.activation_checkpointing_disable()
+        else:
+            model.gradient_checkpointing_disable()

@@ -24,7 +24,8 @@ HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktok
 _DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
 
 
-def resolve(name: str, trust_remote_code: bool = False) -> tuple[Path, FoundIn]:
+def resolve(name: str, trust_remote_code: bool = False, token: str | None = None,
+            revision: str | None = None) -> tuple[Path, FoundIn]:
     """(folder, where it was found) for `tiny-exaone`, a random-weight timing model, a local folder, or a hub id
     already in the local hub cache (or downloadable, when the hub is reachable). `HF_HUB_OFFLINE=1` is
     respected."""
@@ -42,7 +43,7 @@ def resolve(name: str, trust_remote_code: bool = False) -> tuple[Path, FoundIn]:
 
         patterns = HUB_FILES + (["*.py"] if trust_remote_code else [])
         try:
-            return Path(snapshot_download(name, allow_patterns=patterns)), "hub"
+            return Path(snapshot_download(name, allow_patterns=patterns, token=token, revision=revision)), "hub"
         except Exception as exc:  # noqa: BLE001 - offline, unknown repo, network: one message
             raise UsageError(
                 f"Model {name!r} is neither a local folder nor in the local hub cache ({type(exc).__name__}). "
@@ -97,9 +98,10 @@ class Prepared:
         return self.found_in == "random"
 
 
-def prepare(model_name: str, trust_remote_code: bool = False, force_llama_mapping: bool = False) -> Prepared:
+def prepare(model_name: str, trust_remote_code: bool = False, force_llama_mapping: bool = False,
+            token: str | None = None, revision: str | None = None) -> Prepared:
     """Resolve a model name, read its config.json and decide how to build it; reads no weights, runs no code."""
-    folder, found_in = resolve(model_name, trust_remote_code)
+    folder, found_in = resolve(model_name, trust_remote_code, token, revision)
     config = read_config(folder)
     arch = architecture(config, trust_remote_code, force_llama_mapping, where=model_name)
     if found_in != "random":  # random-weight timing models have no weights by design

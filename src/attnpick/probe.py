@@ -38,6 +38,12 @@ def os_name() -> str:
 
 
 DISABLE_ENV = "ATTNPICK_DISABLE_BACKENDS"
+BACKEND_ENV = "ATTNPICK_BACKEND"
+
+
+def backend_from_env() -> str | None:
+    """`$ATTNPICK_BACKEND`: the backend asked for in the environment, when no argument asks for one."""
+    return os.environ.get(BACKEND_ENV) or None
 
 
 def _env_list(name: str) -> frozenset[str]:

@@ -236,7 +236,7 @@ def print_train(console: Console, report: TrainReport) -> None:
     console.print(f"Packing: {'on' if report.packing.enabled else 'off'}: {report.packing.reason}")
     data = report.data
     console.print(f"Data: {data.examples} examples from {data.dataset}, {data.truncated} truncated to fit")
-    for difference in report.ranks_that_differed:
+    for difference in report.load.ranks_that_differed:
         console.print(f"[yellow]rank {difference.rank} lacked: {difference.lacked}[/]")
     for note in report.notes:
         console.print(f"[dim]{note}[/]")

@@ -12,15 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import attnpick.training.distributed as distributed
+from attnpick import distributed
 from attnpick.chain import LoadReport
-from attnpick.decision import RankDifference, Request
 from attnpick.errors import UsageError
-from attnpick.loading import decide, load_model
+from attnpick.loading import load_model
 from attnpick.lora import attach_lora, check_target_modules
 from attnpick.models import Prepared, linear_layer_names, prepare
-from attnpick.probe import collect_facts, disabled_backends
-from attnpick.quantization import require_bitsandbytes
 from attnpick.training.config import TrainConfig
 from attnpick.training.data import DataStats, Example, load_examples, validate
 from attnpick.training.outputs import prepare_output, remove_if_empty, write_reports
@@ -48,7 +45,6 @@ class TrainReport:
     probe: dict[str, Any]
     resumed_from: str | None = None
     world_size: int = 1
-    ranks_that_differed: tuple[RankDifference, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -67,18 +63,10 @@ class TrainReport:
             "steps": self.steps, "losses": [list(x) for x in self.losses], "train_loss": self.train_loss,
             "seconds": self.seconds, "tokens_seen": self.tokens_seen, "tokens_per_s": self.tokens_per_s,
             "resumed_from": self.resumed_from, "world_size": self.world_size,
-            "ranks_that_differed": [d.to_dict() for d in self.ranks_that_differed], "lora": dict(self.lora),
+            "ranks_that_differed": [d.to_dict() for d in self.load.ranks_that_differed], "lora": dict(self.lora),
             "adapter": str(Path(self.output) / "adapter"), "model": self.model, "probe": dict(self.probe),
             "notes": list(self.notes),
         }
-
-
-@dataclass
-class _Loaded:
-    model: Any
-    tokenizer: Any
-    report: LoadReport
-    differing: tuple[RankDifference, ...]
 
 
 def train(config: TrainConfig | None = None, **options: Any) -> TrainReport | None:
@@ -124,36 +112,25 @@ def _run(config: TrainConfig, resume_from: Path | None, notes: list[str]) -> Tra
     rank, world = distributed.rank_and_world()
     if world > 1:
         distributed.init_process_group()
-    loaded = _load(config, world)
-    examples, stats = load_examples(config.data, loaded.tokenizer, config.max_seq_length)
-    model = _attach_lora(loaded.model, config, loaded.report.chosen)
-    packing, collator = _choose_packing(config, model, examples, loaded.tokenizer, loaded.report.dtype, world)
-    trainer, seconds = _fit(config, model, loaded.tokenizer, examples, collator, loaded.report, resume_from, rank,
-                            world)
+    model, tokenizer, load = _load(config)
+    examples, stats = load_examples(config.data, tokenizer, config.max_seq_length)
+    model = _attach_lora(model, config, load.chosen)
+    packing, collator = _choose_packing(config, model, examples, tokenizer, load.dtype, world)
+    trainer, seconds = _fit(config, model, tokenizer, examples, collator, load, resume_from, rank, world)
     report = None
     if trainer.is_world_process_zero():
-        report = _report(config, trainer, model, loaded, stats, packing, seconds, resume_from, world, notes)
+        report = _report(config, trainer, model, tokenizer, load, stats, packing, seconds, resume_from, world, notes)
     if world > 1:
         distributed.barrier()
     return report
 
 
-def _load(config: TrainConfig, world: int) -> _Loaded:
-    """The model through the proven chain; under torchrun every rank agrees on the backend first."""
-    request = Request.from_names(config.backend, config.dtype, disabled=disabled_backends())
-    prepared = prepare(config.model)
-    _check_targets(prepared, config.target_modules)
-    facts = collect_facts()
-    if config.load_in_4bit:
-        require_bitsandbytes(facts)
-    decision, differing = decide(facts, request, prepared, seq=config.max_seq_length), ()
-    if world > 1 and not request.forced:
-        decision, differing = distributed.agree_on_backend(facts, decision, prepared.model_facts)
-        decision.require()
-    model, tokenizer, report = load_model(config.model, max_seq_length=config.max_seq_length, dtype=request.dtype,
-                                          load_in_4bit=config.load_in_4bit, backend=config.backend, facts=facts,
-                                          decision=decision)
-    return _Loaded(model, tokenizer, report, differing)
+def _load(config: TrainConfig) -> tuple[Any, Any, LoadReport]:
+    """The model through the proven chain (under torchrun every rank agrees on the backend first); the LoRA's
+    target modules are checked against the model's layers before any weight is read."""
+    _check_targets(prepare(config.model), config.target_modules)
+    return load_model(config.model, max_seq_length=config.max_seq_length, dtype=config.dtype,
+                      load_in_4bit=config.load_in_4bit, backend=config.backend)
 
 
 def _check_targets(prepared: Prepared, target_modules: list[str]) -> None:
@@ -225,24 +202,24 @@ def _fit(config: TrainConfig, model: Any, tokenizer: Any, examples: list[Example
     return trainer, time.perf_counter() - start
 
 
-def _report(config: TrainConfig, trainer: Any, model: Any, loaded: _Loaded, stats: DataStats,
+def _report(config: TrainConfig, trainer: Any, model: Any, tokenizer: Any, load: LoadReport, stats: DataStats,
             packing: PackingVerdict, seconds: float, resume_from: Path | None, world: int,
             notes: list[str]) -> TrainReport:
     out = Path(config.output)
     model.save_pretrained(str(out / "adapter"))
-    loaded.tokenizer.save_pretrained(str(out / "adapter"))
+    tokenizer.save_pretrained(str(out / "adapter"))
     losses = tuple((h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h)
     report = TrainReport(
-        model=config.model, output=config.output, load=loaded.report, data=stats, packing=packing,
+        model=config.model, output=config.output, load=load, data=stats, packing=packing,
         steps=trainer.state.global_step, losses=losses, train_loss=run_loss(losses),
         seconds=seconds, tokens_seen=int(trainer.state.num_input_tokens_seen),
         lora={"r": config.lora_r, "alpha": config.lora_alpha, "dropout": config.lora_dropout,
               "target_modules": list(config.target_modules)},
-        probe=_probe_logits(model, loaded.tokenizer), resumed_from=str(resume_from) if resume_from else None,
-        world_size=world, ranks_that_differed=loaded.differing, notes=tuple(notes),
+        probe=_probe_logits(model, tokenizer), resumed_from=str(resume_from) if resume_from else None,
+        world_size=world, notes=tuple(notes),
     )
     title = f"{config.model} · {report.backend} · packing {'on' if packing.enabled else 'off'}"
-    write_reports(out, report.to_dict(), loaded.report.to_dict(), list(losses), title)
+    write_reports(out, report.to_dict(), load.to_dict(), list(losses), title)
     return report
 
 

@@ -21,7 +21,8 @@ def rank_and_world() -> tuple[int, int]:
 
 
 def init_process_group() -> None:
-    """Start torch.distributed through accelerate (gloo on CPU, nccl on GPUs), once."""
+    """Start torch.distributed through accelerate (gloo on CPU, nccl on GPUs), once; a job whose script started it
+    already keeps its own."""
     from accelerate import PartialState  # heavy: only in a distributed job
 
     PartialState()

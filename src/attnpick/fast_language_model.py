@@ -1,0 +1,285 @@
+"""`FastLanguageModel`: Unsloth's API over attnpick's proven chain, so the guide's code changes only its import.
+
+    from attnpick import FastLanguageModel   # was: from unsloth import FastLanguageModel
+
+`from_pretrained` takes Unsloth's parameter names and defaults (unsloth 2026.10, `models/loader.py`) and returns
+`(model, tokenizer)` loaded through `load_model`: Unsloth first when it is eligible and proves itself, then
+FlashAttention, xFormers, SDPA, eager. `get_peft_model`, `for_inference` and `for_training` are Unsloth's own when
+Unsloth is the backend, and peft / transformers otherwise. The load report hangs on the model
+(`model.attnpick_report`) and a two-line banner on stderr names the backend, its proof and what was ruled out.
+
+Unsloth-only keywords: those that only tune Unsloth's own machinery are accepted and ignored, with one warning
+naming them; those whose absence would change the result (8-bit or fp8 loading, vLLM, QAT, rope scaling, a
+vocabulary resize, a device placement attnpick does not do) are refused with a `UsageError` that says so.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+import warnings
+from typing import Any
+
+from attnpick import lora
+from attnpick.chain import LoadReport
+from attnpick.errors import UsageError
+from attnpick.loading import load_model
+from attnpick.quantization import keep_trainable
+
+REPORT_ATTR = "attnpick_report"
+TOKENIZER_ATTR = "_attnpick_tokenizer"
+BANNER_ENV = "ATTNPICK_NO_BANNER"
+LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# Placements that, on one device, all mean "the whole model on the machine's device" (what attnpick does).
+ONE_DEVICE_MAPS = {None, "sequential", "auto", "balanced"}
+
+
+class FastLanguageModel:
+    """Unsloth's `FastLanguageModel`, backed by attnpick's proven choice of attention backend."""
+
+    @staticmethod
+    def from_pretrained(
+        model_name: str = "unsloth/Llama-3.2-1B-Instruct",
+        max_seq_length: int = 2048,
+        dtype: Any = None,
+        load_in_4bit: bool = True,
+        load_in_8bit: bool = False,
+        load_in_16bit: bool = False,
+        full_finetuning: bool = False,
+        token: str | None = None,
+        device_map: Any = "sequential",
+        rope_scaling: Any = None,
+        fix_tokenizer: bool = True,
+        trust_remote_code: bool = False,
+        use_gradient_checkpointing: Any = "unsloth",
+        resize_model_vocab: int | None = None,
+        revision: str | None = None,
+        *args: Any,
+        backend: str | None = None,
+        **kwargs: Any,
+    ) -> tuple[Any, Any]:
+        """Load `model_name` with the fastest attention backend proven to work here.
+
+        Args:
+            model_name: `tiny-exaone`, a local folder laid out like the hub, or a hub id (in the local cache, or
+                downloadable).
+            max_seq_length, dtype, load_in_4bit, token, revision, trust_remote_code: as in Unsloth.
+            load_in_16bit, full_finetuning: no quantization (as in Unsloth).
+            use_gradient_checkpointing: remembered as `get_peft_model`'s default.
+            backend: attnpick's extra: "auto" (default; or $ATTNPICK_BACKEND) or one backend name.
+            **kwargs: Unsloth's other keywords (see the module docstring); `attn_implementation` acts as
+                `backend`.
+
+        Returns:
+            (model, tokenizer); the load report is `model.attnpick_report`.
+
+        Example:
+            >>> from attnpick import FastLanguageModel
+            >>> model, tokenizer = FastLanguageModel.from_pretrained("tiny-exaone", max_seq_length=256,
+            ...                                                      dtype=None, load_in_4bit=True)
+        """
+        if args:
+            raise UsageError(f"FastLanguageModel.from_pretrained takes keyword arguments after revision; got "
+                             f"{len(args)} more positional value(s).")
+        if load_in_8bit:
+            raise UsageError("load_in_8bit=True: attnpick loads 4-bit NF4 or unquantized; 8-bit would change the "
+                             "model you train. Use load_in_4bit=True or load_in_16bit=True.")
+        if rope_scaling is not None:
+            raise UsageError("rope_scaling: attnpick loads the model's own RoPE settings; edit config.json to change "
+                             "them.")
+        if resize_model_vocab is not None:
+            raise UsageError("resize_model_vocab: attnpick does not resize the vocabulary; call "
+                             "model.resize_token_embeddings(n) after loading.")
+        if device_map not in ONE_DEVICE_MAPS:
+            raise UsageError(f"device_map={device_map!r}: attnpick places the whole model on this machine's device; "
+                             "drop device_map (or use 'auto').")
+        backend = backend or kwargs.pop("attn_implementation", None)
+        _check_unsloth_keywords(kwargs)
+        if load_in_16bit or full_finetuning:
+            load_in_4bit = False
+        model, tokenizer, report = load_model(model_name, max_seq_length=max_seq_length, dtype=dtype,
+                                              load_in_4bit=load_in_4bit, trust_remote_code=trust_remote_code,
+                                              backend=backend, token=token, revision=revision)
+        setattr(model, REPORT_ATTR, report)
+        setattr(model, TOKENIZER_ATTR, tokenizer)
+        model._attnpick_checkpointing_default = use_gradient_checkpointing
+        _banner(report)
+        return model, tokenizer
+
+    @staticmethod
+    def get_peft_model(
+        model: Any,
+        r: int = 16,
+        target_modules: Any = None,
+        lora_alpha: int = 16,
+        lora_dropout: float = 0.0,
+        bias: str = "none",
+        layers_to_transform: Any = None,
+        layers_pattern: Any = None,
+        finetune_last_n_layers: int | None = None,
+        use_gradient_checkpointing: Any = "unsloth",
+        random_state: int = 3407,
+        max_seq_length: int = 2048,
+        use_rslora: bool = False,
+        modules_to_save: Any = None,
+        init_lora_weights: Any = True,
+        loftq_config: Any = None,
+        temporary_location: str = "_unsloth_temporary_saved_buffers",
+        qat_scheme: Any = None,
+        target_parameters: Any = None,
+        ensure_weight_tying: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Attach a LoRA: Unsloth's own `get_peft_model` when Unsloth loaded the model, else peft (k-bit
+        preparation for a 4-bit model, gradient checkpointing for True or "unsloth", LoRA weights drawn from
+        `random_state`).
+
+        Args:
+            model: what `from_pretrained` returned.
+            r, target_modules, lora_alpha, lora_dropout, bias, layers_to_transform, layers_pattern, use_rslora,
+            modules_to_save, init_lora_weights, loftq_config: as in Unsloth (and peft's `LoraConfig`).
+            finetune_last_n_layers: LoRA on the last n layers only.
+            use_gradient_checkpointing: True or "unsloth" (transformers' non-reentrant checkpointing with peft;
+                Unsloth's offloaded variant only with Unsloth), False.
+            random_state: seed of the LoRA weights.
+
+        Returns:
+            The peft model (`model.attnpick_report` still answers).
+        """
+        report = _report_of(model)
+        targets = LLAMA_PROJECTIONS if target_modules is None else target_modules
+        if report.chosen == "unsloth":
+            from unsloth import FastLanguageModel as Unsloth  # Unsloth loaded the model: it is imported already
+
+            given = {"r": r, "target_modules": targets, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout,
+                     "bias": bias, "layers_to_transform": layers_to_transform, "layers_pattern": layers_pattern,
+                     "finetune_last_n_layers": finetune_last_n_layers,
+                     "use_gradient_checkpointing": use_gradient_checkpointing, "random_state": random_state,
+                     "max_seq_length": max_seq_length, "use_rslora": use_rslora, "modules_to_save": modules_to_save,
+                     "init_lora_weights": init_lora_weights, "loftq_config": loftq_config,
+                     "temporary_location": temporary_location, "qat_scheme": qat_scheme,
+                     "target_parameters": target_parameters, "ensure_weight_tying": ensure_weight_tying}
+            # Only what differs from the defaults: Unsloth's CPU mode (unsloth_zoo) takes fewer keywords.
+            defaults = {name: p.default for name, p in inspect.signature(FastLanguageModel.get_peft_model)
+                        .parameters.items()}
+            changed = {k: v for k, v in given.items() if not (v is defaults.get(k) or v == defaults.get(k))}
+            peft_model = Unsloth.get_peft_model(model, **changed, **kwargs)
+        else:
+            if qat_scheme is not None or target_parameters is not None:
+                raise UsageError("qat_scheme and target_parameters are Unsloth features; without Unsloth as the "
+                                 "backend attnpick attaches a plain peft LoRA. Drop them, or load with "
+                                 "backend='unsloth'.")
+            _check_unsloth_keywords(kwargs, where="get_peft_model")
+            if finetune_last_n_layers:
+                layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
+                layers_to_transform = list(range(max(0, layers - finetune_last_n_layers), layers))
+            peft_model = lora.attach_lora(
+                model, r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=targets, bias=bias,
+                use_rslora=use_rslora, loftq_config=loftq_config, seed=random_state,
+                gradient_checkpointing=use_gradient_checkpointing in (True, "unsloth"),
+                layers_to_transform=layers_to_transform, layers_pattern=layers_pattern,
+                modules_to_save=modules_to_save, init_lora_weights=init_lora_weights)
+        setattr(peft_model, REPORT_ATTR, report)
+        peft_model._attnpick_checkpointing_default = use_gradient_checkpointing
+        return peft_model
+
+    @staticmethod
+    def for_inference(model: Any) -> Any:
+        """Ready for `generate`: eval mode, the KV cache on, gradient checkpointing off, left padding."""
+        if _report_of(model).chosen == "unsloth":
+            from unsloth import FastLanguageModel as Unsloth
+
+            return Unsloth.for_inference(model)
+        if lora.checkpointing(model):
+            lora.set_checkpointing(model, False)
+        model.eval()
+        _set_use_cache(model, True)
+        _tokenizer_side(model, "left")
+        return model
+
+    @staticmethod
+    def for_training(model: Any, use_gradient_checkpointing: Any = None) -> Any:
+        """Back to training: train mode, the KV cache off (a cache leaks across packed samples), gradient
+        checkpointing as `get_peft_model` set it (or as given), right padding, 4-bit layers trainable."""
+        if _report_of(model).chosen == "unsloth":
+            from unsloth import FastLanguageModel as Unsloth
+
+            return Unsloth.for_training(model, use_gradient_checkpointing=use_gradient_checkpointing)
+        if use_gradient_checkpointing is None:
+            use_gradient_checkpointing = getattr(model, "_attnpick_checkpointing_default", False)
+        if use_gradient_checkpointing in (True, "unsloth"):
+            lora.set_checkpointing(model, True)
+        model.train()
+        _set_use_cache(model, False)
+        _tokenizer_side(model, "right")
+        keep_trainable(model)
+        return model
+
+
+# Unsloth keywords that only tune Unsloth's own machinery (memory placement, its fast paths, its model-name
+# remapping, vLLM settings that apply only with fast_inference): without Unsloth they change nothing that you train.
+IGNORED_KEYWORDS = {
+    "fix_tokenizer", "use_exact_model_name", "offload_embedding", "gpu_memory_utilization", "random_state",
+    "max_lora_rank", "disable_log_stats", "unsloth_tiled_mlp", "text_only", "device_map_planner_kwargs",
+    "on_model_resolved", "temporary_location", "ensure_weight_tying", "max_seq_length",
+}
+# Keywords whose effect attnpick cannot give: refused unless left at their default.
+REFUSED_KEYWORDS = {
+    "fast_inference": (False, "vLLM inference is Unsloth's; load with backend='unsloth' or drop fast_inference"),
+    "float8_kv_cache": (False, "an fp8 KV cache needs vLLM (fast_inference)"),
+    "load_in_fp8": (False, "attnpick loads 4-bit NF4 or unquantized, not fp8"),
+    "qat_scheme": (None, "quantization-aware training is Unsloth's"),
+    "float32_mixed_precision": (None, "attnpick computes in the dtype you pass; set dtype=torch.float32 instead"),
+    "quantization_config": (None, "pass load_in_4bit=True (NF4, double quantization) instead of a config"),
+}
+
+
+def _check_unsloth_keywords(kwargs: dict[str, Any], where: str = "from_pretrained") -> None:
+    """Refuse what would change the result; warn once about what is ignored."""
+    for name, (default, why) in REFUSED_KEYWORDS.items():
+        if name in kwargs and kwargs[name] is not default:
+            raise UsageError(f"{where}({name}={kwargs[name]!r}): {why}.")
+    ignored = sorted(name for name in kwargs if name not in REFUSED_KEYWORDS)
+    if ignored:
+        unknown = [n for n in ignored if n not in IGNORED_KEYWORDS]
+        note = f" ({', '.join(unknown)} unknown to Unsloth 2026.10 too)" if unknown else ""
+        warnings.warn(f"attnpick FastLanguageModel.{where} ignores {', '.join(ignored)}: they tune Unsloth's own "
+                      f"machinery, which is not loaded here{note}.", UserWarning, stacklevel=3)
+
+
+def _report_of(model: Any) -> LoadReport:
+    report = getattr(model, REPORT_ATTR, None)
+    if not isinstance(report, LoadReport):
+        raise UsageError("This model was not loaded by attnpick's FastLanguageModel.from_pretrained; load it with "
+                         "that first.")
+    return report
+
+
+def _set_use_cache(model: Any, value: bool) -> None:
+    config = getattr(model, "config", None)
+    if config is not None:
+        config.use_cache = value
+
+
+def _tokenizer_side(model: Any, side: str) -> None:
+    tokenizer = getattr(model, TOKENIZER_ATTR, None)
+    if tokenizer is not None:
+        tokenizer.padding_side = side
+
+
+def _banner(report: LoadReport) -> None:
+    """Two lines on stderr, as Unsloth prints its own: the backend and its proof, and what was ruled out."""
+    if os.environ.get(BANNER_ENV):
+        return
+    conf = report.confirmation
+    ran = ", ".join(f"{name.rsplit('.', 1)[-1]} x{n}" for name, n in (conf.calls or conf.forwards).items()) \
+        if conf else ""
+    proof = f"smoke run passed, {ran} over {conf.layers} layers" if conf and conf.ok else "smoke run passed"
+    kernel = f" (Unsloth's kernel: {report.unsloth_kernel})" if report.unsloth_kernel else ""
+    quant = "4-bit NF4" if report.quantization else "no quantization"
+    ruled_out = "; ".join(f"{a.backend} [{a.reasons[0].code}]" for a in report.attempts
+                          if a.outcome != "loaded" and a.reasons)
+    print(f"attnpick: {report.model} -> {report.chosen}{kernel} ({proof}); {quant}, {report.dtype} on "
+          f"{report.device}", file=sys.stderr)
+    print(f"attnpick: ruled out: {ruled_out or 'none'}. Details: model.{REPORT_ATTR}", file=sys.stderr)
