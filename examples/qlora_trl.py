@@ -7,11 +7,10 @@
 import sys
 
 import torch
-from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
 from attnpick import FastLanguageModel  # was: from unsloth import FastLanguageModel
-from attnpick.training.data import read_rows, to_messages
+from attnpick.training.data import chat_dataset
 
 model_name = sys.argv[1] if len(sys.argv) > 1 else "tiny-exaone"
 data_file = sys.argv[2] if len(sys.argv) > 2 else "embedded"
@@ -35,9 +34,10 @@ model = FastLanguageModel.get_peft_model(
 )
 print("attention backend:", model.attnpick_report.chosen)
 
-# Chat rows in the shape TRL expects: {"messages": [{"role": ..., "content": ...}, ...]}
-_, rows = read_rows(data_file)
-dataset = Dataset.from_list([{"messages": to_messages(row, data_file)[1]} for _, row in rows])
+# Any layout (Alpaca/KoAlpaca, ShareGPT, chat, prompt/completion; JSON, JSONL, Parquet, CSV, a hub dataset) in the
+# shape TRL expects: {"messages": [{"role": ..., "content": ...}, ...]}; malformed rows are dropped and counted.
+dataset, dropped = chat_dataset(data_file)
+print(f"{len(dataset)} conversations, {dropped.count} rows dropped")
 
 trainer = SFTTrainer(
     model=model,

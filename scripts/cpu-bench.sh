@@ -15,5 +15,5 @@ $bin bench exaone-2.4b-random --mode kernel --seq-lens 256,1024,4096 --repeats 3
   --plot "$out/kernel-exaone-2.4b.png" > "$out/kernel-exaone-2.4b.json"
 $bin bench tiny-exaone --mode train --seq-lens 256 --batch 8 --json --plot "$out/train-tiny-exaone.png" \
   > "$out/train-tiny-exaone.json"
-.venv/bin/python benchmarks/packing.py --json > "$out/packing-tiny-exaone.json"
+.venv/bin/python benchmarks/packing.py --json > "$out/packing-exaone-50m.json"
 echo "written to $out"

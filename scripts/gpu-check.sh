@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-out/gpu}
 mkdir -p "$OUT/parts"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 ATTNPICK_CACHE_DIR=${ATTNPICK_CACHE_DIR:-/tmp/attnpick-cache}
+# A kernels cache carried as .kernel-cache (docs/hub-kernels.md) lets tests/gpu/test_hub_kernels_gpu.py load the
+# real FlashAttention hub kernels offline.
+[ -d .kernel-cache ] && export KERNELS_CACHE=$PWD/.kernel-cache
 if compgen -G ".whl/*.whl" > /dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site
@@ -32,7 +35,7 @@ step "train 2.4b lora"; timeout 120 $py -m attnpick bench exaone-2.4b-random --m
   --lora --dtype bfloat16 --repeats 5 --no-verify --json --plot "$OUT/train-exaone-2.4b.png" \
   > "$OUT/parts/train-exaone-2.4b.json" 2>>"$log"
 step "xformers adapter"; timeout 60 $py benchmarks/xformers_adapter.py --json > "$OUT/parts/xformers-adapter.json" 2>>"$log"
-step "packing 2.4b"; timeout 90 $py benchmarks/packing.py --model exaone-2.4b-random --no-4bit --steps 10 --json \
+step "packing 2.4b"; timeout 120 $py benchmarks/packing.py --model exaone-2.4b-random --steps 10 --json \
   > "$OUT/parts/packing-exaone-2.4b.json" 2>>"$log"
 step "measured policy"; timeout 60 $py -m attnpick load --policy measured --max-seq-length 256 --dtype bfloat16 --json \
   > "$OUT/parts/measured.json" 2>>"$log"

@@ -2,13 +2,18 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
-# Tests never reach a model hub.
+# Tests never reach a model hub, and never touch the user's caches: attnpick's and the datasets library's caches
+# live in one folder for the session (module-scoped fixtures and the processes they start included).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+_SESSION_CACHE = tempfile.mkdtemp(prefix="attnpick-tests-")
+os.environ["ATTNPICK_CACHE_DIR"] = os.path.join(_SESSION_CACHE, "attnpick")
+os.environ["HF_DATASETS_CACHE"] = os.path.join(_SESSION_CACHE, "datasets")
 
 
 def _has_gpu() -> bool:
@@ -33,9 +38,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    # One cache for the whole session, never the user's.
-    monkeypatch.setenv("ATTNPICK_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+def _isolated_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A test that points a cache elsewhere gets the session's back afterwards.
+    monkeypatch.setenv("ATTNPICK_CACHE_DIR", os.path.join(_SESSION_CACHE, "attnpick"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", os.path.join(_SESSION_CACHE, "datasets"))
 
 
 @pytest.fixture
@@ -46,3 +52,9 @@ def python() -> str:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    import shutil
+
+    shutil.rmtree(_SESSION_CACHE, ignore_errors=True)

@@ -142,15 +142,13 @@ def test_a_model_not_loaded_by_attnpick_is_refused_with_the_fix():
 TRL = """
     import json
     import torch
-    from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from attnpick.training.data import read_rows, to_messages
+    from attnpick.training.data import chat_dataset
 
-    _, rows = read_rows("embedded")
-    conversations = [{"messages": to_messages(row, "embedded")[1]} for _, row in rows[:32]]
+    conversations, _ = chat_dataset("embedded")
     before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_B" in n}
-    trainer = SFTTrainer(model=model, processing_class=tokenizer, train_dataset=Dataset.from_list(conversations),
+    trainer = SFTTrainer(model=model, processing_class=tokenizer, train_dataset=conversations.select(range(32)),
                          args=SFTConfig(output_dir=OUTPUT, max_steps=3, per_device_train_batch_size=4,
                                         learning_rate=1e-3, logging_steps=1, report_to=[], max_length=256,
                                         use_cpu=True, bf16=False, save_strategy="no", padding_free=PADDING_FREE,
@@ -180,13 +178,13 @@ def test_trls_padding_free_collator_passes_attnpicks_packing_check_with_sdpa():
         import json
         from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-        from attnpick.training.data import load_examples
+        from attnpick.training.data import examples_of, load_examples
         from attnpick.training.packing import packing_check
 
         examples, _ = load_examples("embedded", tokenizer, 256)
         collator = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True)
         model.config.use_cache = False
-        ok, diff, tol = packing_check(model, examples, collator, "float32")
+        ok, diff, tol = packing_check(model, examples_of(examples, 16), collator, "float32")
         print("RESULT " + json.dumps({"ok": ok, "diff": diff, "tol": tol}))
     """)
     assert result["ok"] and result["diff"] <= result["tol"]

@@ -68,14 +68,14 @@ def tiny_training_model():
     from transformers import DataCollatorWithFlattening
 
     from attnpick.loading import load_model
-    from attnpick.training.data import load_examples
+    from attnpick.training.data import examples_of, load_examples
 
     def make(backend):
         model, tok, _ = load_model("tiny-exaone", max_seq_length=256, backend=backend)
         model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
         model.config.use_cache = False
         examples, _ = load_examples("embedded", tok, 256)
-        return model, examples, DataCollatorWithFlattening(return_position_ids=True)
+        return model, examples_of(examples, 16), DataCollatorWithFlattening(return_position_ids=True)
 
     return make
 
@@ -178,10 +178,10 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, case):
         needle = f"{data}:2: not valid JSON"
     elif case == "empty":
         args += ["--data", str(_bad_data(tmp_path, "empty.jsonl", "\n\n"))]
-        needle = "the dataset is empty"
+        needle = "empty"
     elif case == "unknown layout":
         args += ["--data", str(_bad_data(tmp_path, "odd.jsonl", '{"question": "a", "answer": "b"}\n'))]
-        needle = "unknown layout with keys ['answer', 'question']"
+        needle = "unknown layout with columns answer, question"
     elif case == "existing output":
         out.mkdir()
         (out / "keep.txt").write_text("mine")

@@ -85,7 +85,8 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, dest=name, action=meta["action"], help=meta["help"])
         else:
             flag = meta.get("flag", "--" + name.replace("_", "-"))
-            value_type = {"list": str}.get(kind or "", type(default) if default is not None else str)
+            natural = type(default) if default is not None else str
+            value_type = meta.get("type") or {"list": str}.get(kind or "", natural)
             shown = ",".join(default) if isinstance(default, list) else default
             parser.add_argument(flag, *meta.get("aliases", ()), dest=name, type=value_type, default=shown,
                                 metavar=meta.get("metavar"), choices=meta.get("choices"),
@@ -317,11 +318,16 @@ def _drop_bnb_cpu_kernel_warning(record: logging.LogRecord) -> bool:
 
 
 def _quiet_transformers() -> None:
-    """The CLI's logging: transformers' errors only, no download bars, and no bitsandbytes import noise."""
+    """The CLI's logging: transformers' and datasets' errors only, no progress bars of theirs (attnpick shows its
+    own), and no bitsandbytes import noise."""
+    import datasets
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    logging.getLogger("attnpick").addHandler(logging.NullHandler())  # the CLI renders attnpick's notes itself
     logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_drop_bnb_cpu_kernel_warning)
 
 

@@ -153,7 +153,8 @@ def print_load_report(console: Console, report: LoadReport) -> None:
     console.print(f"Model: {report.model_class} ({report.architecture}), transformers {report.transformers}, "
                   f"quantization: {report.quantization or 'none'}, max_seq_length {report.max_seq_length}")
     for note in report.notes:
-        console.print(f"[dim]{note}[/]")
+        style = "bold yellow" if note.startswith("WARNING") else "dim"
+        console.print(f"[{style}]{note}[/]")
     if report.transformers_patched:
         console.print("[yellow]Unsloth left transformers patched in this process.[/]")
 
@@ -234,10 +235,19 @@ def print_train(console: Console, report: TrainReport) -> None:
     console.print(f"Steps {report.steps}: loss {first:.4f} -> {last:.4f}; {report.tokens_seen:,} tokens in "
                   f"{report.seconds:.1f}s ({report.tokens_per_s or 0:,.0f} tokens/s)")
     console.print(f"Packing: {'on' if report.packing.enabled else 'off'}: {report.packing.reason}")
+    if report.padding_share is not None:
+        console.print(f"Padding: {report.padding_share:.0%} of the {report.tokens_fed:,} tokens fed to the model")
     data = report.data
-    console.print(f"Data: {data.examples} examples from {data.dataset}, {data.truncated} truncated to fit")
+    layouts = ", ".join(f"{name} {n}" for name, n in data.layouts.items())
+    console.print(f"Data: {data.rows} rows from {data.dataset} ({layouts}): {data.examples} trained on, "
+                  f"{data.dropped.count} dropped; {data.truncated} cut to max_seq_length {report.load.max_seq_length} "
+                  f"({data.truncate}), {data.lost_end_of_turn} of them lost the answer's end-of-turn token")
+    if data.dropped.count:
+        console.print(f"  dropped: {data.dropped.summary(report.load.max_seq_length)}; first rows "
+                      f"{data.dropped.examples}", highlight=False)
     for difference in report.load.ranks_that_differed:
         console.print(f"[yellow]rank {difference.rank} lacked: {difference.lacked}[/]")
     for note in report.notes:
-        console.print(f"[dim]{note}[/]")
+        style = "bold yellow" if note.startswith("WARNING") else "dim"
+        console.print(f"[{style}]{note}[/]")
     console.print(f"Written to {report.output}: adapter/, metrics.json, loss.png, load_report.json, train_report.json")

@@ -172,6 +172,12 @@ RANDOM_MODELS: dict[str, dict[str, Any]] = {
         "hidden_size": 2560, "intermediate_size": 7168, "num_hidden_layers": 30, "num_attention_heads": 32,
         "num_key_value_heads": 8, "head_dim": 80, "vocab_size": 102400, "tie_word_embeddings": True,
     },
+    # An EXAONE-shaped stand-in of ~46M parameters (GQA 4:1, intermediate 2.75x hidden, tied embeddings) with
+    # tiny-exaone's tokenizer: big enough that compute, not per-step overhead, dominates a CPU training step.
+    "exaone-50m-random": {
+        "hidden_size": 512, "intermediate_size": 1408, "num_hidden_layers": 16, "num_attention_heads": 8,
+        "num_key_value_heads": 2, "head_dim": 64, "vocab_size": 640, "tie_word_embeddings": True,
+    },
 }
 RANDOM_MARKER = "attnpick-random.json"
 

@@ -12,6 +12,7 @@ from attnpick import tiny
 from attnpick.catalog import DTYPES
 from attnpick.errors import UsageError
 from attnpick.training.data import DEFAULT as DEFAULT_DATA
+from attnpick.training.data import TRUNCATE, parse_columns
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 PACKING = ("auto", "on", "off")
@@ -31,8 +32,18 @@ class TrainConfig:
 
     model: str = option(tiny.NAME, f"{tiny.NAME} (default), a local folder laid out like the hub, or a cached hub id",
                         positional=True)
-    data: str = option(DEFAULT_DATA, "training data: a .jsonl file of chat, instruction/input/output or "
-                       "prompt/completion rows (default: the embedded Korean/English set)", metavar="FILE")
+    data: str = option(DEFAULT_DATA, "training data: a .jsonl/.json/.parquet/.csv file, a save_to_disk folder or a "
+                       "hub dataset id, with chat 'messages', ShareGPT 'conversations', instruction/input/output or "
+                       "prompt/completion (default: the embedded Korean/English set)", metavar="FILE|DIR|ID")
+    data_split: str = option("train", "the split of a dataset folder or hub dataset", metavar="NAME")
+    columns: str = option("", "map your column names onto attnpick's, e.g. instruction=질문,output=답변",
+                          metavar="NAME=COLUMN,...")
+    truncate: str = option("right", "over max_seq_length: right cuts the end (an answer may lose its end), left cuts "
+                           "the start of the conversation (keeps the answer, loses prompt)", choices=TRUNCATE)
+    max_dropped: float | None = option(None, "fail when more than this share of rows is dropped (0 fails on any "
+                                       "drop; default: only warn above 0.1)", metavar="SHARE", type=float)
+    strict_data: bool = option(False, "a malformed row (null or non-text field, empty answer, unknown role) is an "
+                               "error instead of a counted drop", action="store_true")
     output: str = option("attnpick-run", "the run's folder: created, never overwritten (see --resume)",
                          metavar="DIR", required=True)
     backend: str = option("auto", "attention backend: auto (default) or one name from 'attnpick doctor'; "
@@ -43,6 +54,8 @@ class TrainConfig:
     max_seq_length: int = option(256, "longest example in tokens; longer ones are truncated", metavar="N")
     packing: str = option("auto", "padding-free packing: auto (after a check on the real training path), on, off",
                           choices=PACKING)
+    group_by_length: bool = option(False, "padded batches of similar lengths (transformers' group_by_length); "
+                                   "with packing on it changes nothing", action="store_true")
     epochs: float = option(1.0, "passes over the data (ignored when --max-steps is given)", metavar="N")
     max_steps: int = option(-1, "optimizer steps to run; -1: as many as --epochs gives", metavar="N")
     batch_size: int = option(8, "examples per device per step", metavar="N")
@@ -81,6 +94,11 @@ class TrainConfig:
         _finite(self.learning_rate, "--learning-rate", low=0.0, low_open=True)
         _finite(self.warmup, "--warmup", low=0.0)
         _finite(self.lora_dropout, "--lora-dropout", low=0.0, high=1.0)
+        if self.truncate not in TRUNCATE:
+            raise UsageError(f"--truncate must be right or left, got {self.truncate!r}.")
+        if self.max_dropped is not None:
+            _finite(self.max_dropped, "--max-dropped", low=0.0, high=1.0)
+        parse_columns(self.columns)
         if not self.target_modules or not all(isinstance(m, str) and m.strip() for m in self.target_modules):
             raise UsageError("--target-modules needs at least one module name, e.g. q_proj,v_proj.")
         self._check_scheduler()

@@ -7,6 +7,7 @@ packing after checking it on the real training path; fit with transformers' Trai
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +20,12 @@ from attnpick.loading import load_model
 from attnpick.lora import attach_lora, check_target_modules
 from attnpick.models import Prepared, linear_layer_names, prepare
 from attnpick.training.config import TrainConfig
-from attnpick.training.data import DataStats, Example, load_examples, validate
+from attnpick.training.data import DataStats, drop_warnings, examples_of, load_examples, parse_columns, validate
 from attnpick.training.outputs import prepare_output, remove_if_empty, write_reports
 from attnpick.training.packing import PackingVerdict, decide_packing, packing_check
-from attnpick.training.trainer import trainer_classes
+from attnpick.training.trainer import TokenCounter, trainer_classes
 
+logger = logging.getLogger(__name__)
 PROBE_TEXT = "[|user|]서울은 어떤 곳인가요?\n[|assistant|]"
 
 
@@ -46,6 +48,8 @@ class TrainReport:
     resumed_from: str | None = None
     world_size: int = 1
     notes: tuple[str, ...] = field(default_factory=tuple)
+    tokens_fed: int = 0  # this run (after a resume: its resumed part), on this rank: padding included
+    padding_share: float | None = None
 
     @property
     def backend(self) -> str:
@@ -62,6 +66,7 @@ class TrainReport:
             "quantization": self.load.quantization, "packing": self.packing.to_dict(), "data": self.data.to_dict(),
             "steps": self.steps, "losses": [list(x) for x in self.losses], "train_loss": self.train_loss,
             "seconds": self.seconds, "tokens_seen": self.tokens_seen, "tokens_per_s": self.tokens_per_s,
+            "tokens_fed": self.tokens_fed, "padding_share": self.padding_share,
             "resumed_from": self.resumed_from, "world_size": self.world_size,
             "ranks_that_differed": [d.to_dict() for d in self.load.ranks_that_differed], "lora": dict(self.lora),
             "adapter": str(Path(self.output) / "adapter"), "model": self.model, "probe": dict(self.probe),
@@ -86,7 +91,9 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainReport | No
     """
     config = _config(config, options)
     config.validate()
-    validate(config.data)  # bad data fails before any model is loaded or anything is written
+    # bad data fails before any model is loaded or anything is written
+    drop_warnings(validate(config.data, config.data_split, parse_columns(config.columns), config.strict_data),
+                  config.max_dropped)
     resume_from, created, notes = prepare_output(config.output, config.resume)
     try:
         return _run(config, resume_from, notes)
@@ -113,13 +120,19 @@ def _run(config: TrainConfig, resume_from: Path | None, notes: list[str]) -> Tra
     if world > 1:
         distributed.init_process_group()
     model, tokenizer, load = _load(config)
-    examples, stats = load_examples(config.data, tokenizer, config.max_seq_length)
+    examples, stats = load_examples(config.data, tokenizer, config.max_seq_length, config.data_split,
+                                    parse_columns(config.columns), config.truncate, config.strict_data)
+    notes = [*notes, *drop_warnings(stats, config.max_dropped)]
+    for note in notes:
+        logger.warning(note)
     model = _attach_lora(model, config, load.chosen)
     packing, collator = _choose_packing(config, model, examples, tokenizer, load.dtype, world)
-    trainer, seconds = _fit(config, model, tokenizer, examples, collator, load, resume_from, rank, world)
+    counter = TokenCounter(collator)
+    trainer, seconds = _fit(config, model, tokenizer, examples, counter, load, resume_from, rank, world)
     report = None
     if trainer.is_world_process_zero():
-        report = _report(config, trainer, model, tokenizer, load, stats, packing, seconds, resume_from, world, notes)
+        report = _report(config, trainer, model, tokenizer, load, stats, packing, seconds, resume_from, world, notes,
+                         counter)
     if world > 1:
         distributed.barrier()
     return report
@@ -156,7 +169,7 @@ def _attach_lora(model: Any, config: TrainConfig, backend: str) -> Any:
     return model
 
 
-def _choose_packing(config: TrainConfig, model: Any, examples: list[Example], tokenizer: Any, dtype: str,
+def _choose_packing(config: TrainConfig, model: Any, examples: Any, tokenizer: Any, dtype: str,
                     world: int) -> tuple[PackingVerdict, Any]:
     """Padding-free packing when asked or checked safe on this path; else padded batches."""
     from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
@@ -165,7 +178,7 @@ def _choose_packing(config: TrainConfig, model: Any, examples: list[Example], to
     if config.packing == "off":
         verdict = decide_packing("off", None, None, None, "")
     else:
-        ok, diff, tol = packing_check(model, examples, flat, dtype)
+        ok, diff, tol = packing_check(model, examples_of(examples, 16), flat, dtype)
         if world > 1:
             ok = distributed.all_true(ok)
         verdict = decide_packing(config.packing, ok, diff, tol, getattr(model.config, "_attn_implementation", "?"))
@@ -174,7 +187,7 @@ def _choose_packing(config: TrainConfig, model: Any, examples: list[Example], to
     return verdict, flat if verdict.enabled else padded
 
 
-def _fit(config: TrainConfig, model: Any, tokenizer: Any, examples: list[Example], collator: Any,
+def _fit(config: TrainConfig, model: Any, tokenizer: Any, examples: Any, collator: Any,
          load: LoadReport, resume_from: Path | None, rank: int, world: int) -> tuple[Any, float]:
     from transformers import TrainingArguments
     from transformers.trainer_callback import PrinterCallback
@@ -189,12 +202,12 @@ def _fit(config: TrainConfig, model: Any, tokenizer: Any, examples: list[Example
         remove_unused_columns=False, dataloader_num_workers=0, use_cpu=on_cpu,
         bf16=load.dtype == "bfloat16" and not on_cpu, fp16=load.dtype == "float16" and not on_cpu,
         include_num_input_tokens_seen="non_padding", ddp_backend="gloo" if on_cpu and world > 1 else None,
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
     )
-    rows = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
     trainer_class, progress_class = trainer_classes()
     callbacks = [progress_class()] if config.progress and rank == 0 else []
     # processing_class: the Trainer counts non-padding tokens as those that are not the pad token
-    trainer = trainer_class(model=model, args=args, train_dataset=rows, data_collator=collator,
+    trainer = trainer_class(model=model, args=args, train_dataset=examples, data_collator=collator,
                             processing_class=tokenizer, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # the progress bar shows loss and tokens/s
     start = time.perf_counter()
@@ -204,7 +217,7 @@ def _fit(config: TrainConfig, model: Any, tokenizer: Any, examples: list[Example
 
 def _report(config: TrainConfig, trainer: Any, model: Any, tokenizer: Any, load: LoadReport, stats: DataStats,
             packing: PackingVerdict, seconds: float, resume_from: Path | None, world: int,
-            notes: list[str]) -> TrainReport:
+            notes: list[str], counter: TokenCounter) -> TrainReport:
     out = Path(config.output)
     model.save_pretrained(str(out / "adapter"))
     tokenizer.save_pretrained(str(out / "adapter"))
@@ -216,7 +229,7 @@ def _report(config: TrainConfig, trainer: Any, model: Any, tokenizer: Any, load:
         lora={"r": config.lora_r, "alpha": config.lora_alpha, "dropout": config.lora_dropout,
               "target_modules": list(config.target_modules)},
         probe=_probe_logits(model, tokenizer), resumed_from=str(resume_from) if resume_from else None,
-        world_size=world, notes=tuple(notes),
+        world_size=world, notes=tuple(notes), tokens_fed=counter.fed, padding_share=counter.padding_share,
     )
     title = f"{config.model} · {report.backend} · packing {'on' if packing.enabled else 'off'}"
     write_reports(out, report.to_dict(), load.to_dict(), list(losses), title)

@@ -28,6 +28,26 @@ def latest_complete_checkpoint(output: Path) -> Path | None:
     return max(done, key=lambda p: checkpoint_step(p) or 0, default=None)
 
 
+class TokenCounter:
+    """A data collator wrapped to count what the model is fed: every token of every batch, and how many of them
+    are real (not padding). With packing the two are equal; with padded batches the gap is the padding waste."""
+
+    def __init__(self, collator: Any) -> None:
+        self.collator = collator
+        self.fed = 0
+        self.real = 0
+
+    def __call__(self, features: list[dict[str, Any]]) -> Any:
+        batch = self.collator(features)
+        self.fed += int(batch["input_ids"].numel())
+        self.real += sum(len(f["input_ids"]) for f in features)
+        return batch
+
+    @property
+    def padding_share(self) -> float | None:
+        return 1 - self.real / self.fed if self.fed else None
+
+
 def trainer_classes() -> tuple[Any, Any]:
     """(Trainer with completion-marked checkpoints, rich progress callback)."""
     from transformers import Trainer, TrainerCallback  # heavy: built when training starts
