@@ -142,6 +142,9 @@ def test_resume_after_sigkill_reproduces_the_uninterrupted_losses(uninterrupted,
     start = int(report["resumed_from"].rsplit("-", 1)[1])
     for step in range(start + 1, 13):
         assert got[step] == pytest.approx(expected[step], rel=1e-4, abs=1e-5), step
+    assert sorted(got) == list(range(1, 13))  # the log history covers the whole run, resumed part included
+    full = json.loads((uninterrupted / "train_report.json").read_text())["train_loss"]
+    assert report["train_loss"] == pytest.approx(full, rel=1e-4)  # averaged over all 12 steps, not the last 8
 
 
 def test_a_checkpoint_whose_write_did_not_finish_is_skipped(uninterrupted, tmp_path):

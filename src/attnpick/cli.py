@@ -171,7 +171,20 @@ def _request(args: argparse.Namespace) -> Request:
 
 
 def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, ensure_ascii=False))
+    # Korean text as is on a UTF-8 stream; \u escapes (still valid JSON) on a stream that cannot encode it
+    print(json.dumps(data, indent=2, ensure_ascii=not _utf8(sys.stdout)))
+
+
+def _utf8(stream: Any) -> bool:
+    return (getattr(stream, "encoding", "") or "").lower().replace("-", "").replace("_", "") in ("utf8", "utf8sig")
+
+
+def _safe_streams() -> None:
+    """A console that cannot encode Korean (a C or Latin-1 locale, an old Windows code page) shows a replacement
+    character instead of crashing the run after its work is done."""
+    for stream in (sys.stdout, sys.stderr):
+        if not _utf8(stream) and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
 
 
 def _console() -> Any:
@@ -370,6 +383,7 @@ def _log_unexpected(exc: BaseException) -> Path | None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv or bool(os.environ.get(DEBUG_ENV))
+    _safe_streams()
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args))

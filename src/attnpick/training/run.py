@@ -91,9 +91,11 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainReport | No
     """
     config = _config(config, options)
     config.validate()
-    # bad data fails before any model is loaded or anything is written
+    # bad data, a bad model folder and LoRA targets the model lacks fail before any weight is read or anything is
+    # written
     drop_warnings(validate(config.data, config.data_split, parse_columns(config.columns), config.strict_data),
                   config.max_dropped)
+    _check_targets(prepare(config.model), config.target_modules)
     resume_from, created, notes = prepare_output(config.output, config.resume)
     try:
         return _run(config, resume_from, notes)
@@ -139,9 +141,7 @@ def _run(config: TrainConfig, resume_from: Path | None, notes: list[str]) -> Tra
 
 
 def _load(config: TrainConfig) -> tuple[Any, Any, LoadReport]:
-    """The model through the proven chain (under torchrun every rank agrees on the backend first); the LoRA's
-    target modules are checked against the model's layers before any weight is read."""
-    _check_targets(prepare(config.model), config.target_modules)
+    """The model through the proven chain (under torchrun every rank agrees on the backend first)."""
     return load_model(config.model, max_seq_length=config.max_seq_length, dtype=config.dtype,
                       load_in_4bit=config.load_in_4bit, backend=config.backend)
 
