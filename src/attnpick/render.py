@@ -222,6 +222,7 @@ def print_bench(console: Console, report: BenchReport) -> None:
 
 def print_train(console: Console, report: TrainReport) -> None:
     load = report.load
+    console.print(f"Backends tried, in order ({load.decision.chosen_by}, {load.dtype}, {load.device}):")
     for attempt in load.attempts:
         why = "; ".join(r.message for r in attempt.reasons) or "smoke run passed, loaded"
         console.print(f"  {attempt.backend:<18} {attempt.outcome:<13} [dim]{why}[/]", highlight=False)

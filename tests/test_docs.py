@@ -1,0 +1,61 @@
+"""The docs stand alone and the Korean ones say what the English ones say: every code block, `--option`, number
+and heading of an English file is in its Korean twin, and no link or path leaves the repository."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TWINS = [("README.md", "README.ko.md"), ("docs/guide.md", "docs/guide.ko.md"), ("docs/layout.md", "docs/layout.ko.md"),
+         ("docs/hub-kernels.md", "docs/hub-kernels.ko.md"), ("docs/facts.md", "docs/facts.ko.md")]
+CODE = re.compile(r"^```[a-z]*\n.*?^```", re.S | re.M)
+OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*[a-z0-9]")
+NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+HEADING = re.compile(r"^(#{1,6}) ", re.M)
+
+
+def read(name: str) -> str:
+    return (ROOT / name).read_text(encoding="utf-8")
+
+
+def prose(text: str) -> str:
+    return CODE.sub("", text)
+
+
+@pytest.mark.parametrize("english, korean", TWINS, ids=[k for _, k in TWINS])
+def test_the_korean_twin_carries_every_code_block_option_number_and_section(english, korean):
+    en, ko = read(english), read(korean)
+    missing_code = [block.splitlines()[1][:60] for block in CODE.findall(en) if block not in ko]
+    assert missing_code == [], f"{korean} lacks code blocks of {english}"
+    missing_options = sorted(set(OPTION.findall(en)) - set(OPTION.findall(ko)))
+    assert missing_options == [], f"{korean} lacks options of {english}"
+    missing_numbers = sorted(set(NUMBER.findall(prose(en))) - set(NUMBER.findall(ko)))
+    assert missing_numbers == [], f"{korean} lacks numbers of {english}"
+    assert [len(h) for h in HEADING.findall(prose(en))] == [len(h) for h in HEADING.findall(prose(ko))], \
+        f"{korean} has other sections than {english}"
+
+
+@pytest.mark.parametrize("name", sorted({n for pair in TWINS for n in pair}))
+def test_no_link_or_path_leaves_the_repository(name):
+    text = read(name)
+    assert "../shared" not in text and "attention-selection-guide" not in text
+    for target in LINK.findall(text):
+        assert not target.startswith(("http://", "https://", "/")), f"{name} links outside: {target}"
+        path = (ROOT / name).parent / target.split("#", 1)[0]
+        assert path.resolve().is_relative_to(ROOT) and path.exists(), f"{name}: broken link {target}"
+
+
+def test_the_readmes_qlora_script_is_the_example_file():
+    script = read("examples/qlora_trl.py")
+    for name in ("README.md", "README.ko.md"):
+        assert f"```python\n{script}```" in read(name), name
+
+
+def test_the_readme_shows_both_quickstart_commands():
+    for name in ("README.md", "README.ko.md"):
+        text = read(name)
+        assert "./dev run" in text and "./dev test" in text and ".venv" in text
