@@ -12,7 +12,7 @@ from attnpick.chain import LoadOptions, LoadReport, load_with
 from attnpick.decision import Decision, Request, choose, reject
 from attnpick.errors import UsageError
 from attnpick.facts import EnvFacts
-from attnpick.models import Prepared, dtype_name, prepare
+from attnpick.models import MAX_SEQ_LENGTH_LIMIT, Prepared, dtype_name, prepare
 from attnpick.policy import measured_decision
 from attnpick.probe import BACKEND_ENV, backend_from_env, collect_facts, disabled_backends
 from attnpick.quantization import require_bitsandbytes
@@ -20,7 +20,6 @@ from attnpick.subproc import SMOKE_TIMEOUT_S, check_timeout
 from attnpick.verdicts import parity_failures
 
 POLICIES = ("auto", "measured")
-MAX_SEQ_LENGTH_LIMIT = 1 << 20
 
 __all__ = ["LoadReport", "decide", "load_model", "request_for"]
 

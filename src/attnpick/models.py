@@ -21,6 +21,7 @@ Architecture = Literal["native", "llama_mapping", "remote_code"]
 FoundIn = Literal["tiny", "random", "local", "hub"]
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"]
+MAX_SEQ_LENGTH_LIMIT = 1 << 20  # the longest max_seq_length attnpick accepts: a typo, not a model, beyond it
 _DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
 
 

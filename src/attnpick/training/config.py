@@ -11,12 +11,12 @@ from typing import Any
 from attnpick import tiny
 from attnpick.catalog import DTYPES
 from attnpick.errors import UsageError
+from attnpick.models import MAX_SEQ_LENGTH_LIMIT
 from attnpick.training.data import DEFAULT as DEFAULT_DATA
 from attnpick.training.data import TRUNCATE, parse_columns
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 PACKING = ("auto", "on", "off")
-MAX_SEQ_LENGTH_LIMIT = 1 << 20
 
 
 def option(default: Any, help: str, **cli: Any) -> Any:

@@ -14,7 +14,6 @@ from attnpick.training.trainer import COMPLETE, checkpoint_step, latest_complete
 
 logger = logging.getLogger(__name__)
 
-REPORTS = ("metrics.json", "loss.png", "load_report.json", "train_report.json")
 
 
 def incomplete_checkpoints(out: Path) -> list[Path]:
