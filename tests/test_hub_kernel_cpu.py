@@ -91,3 +91,15 @@ def test_a_broken_hub_kernel_fails_its_smoke_run_and_the_chain_goes_on(tmp_path)
     fa2 = next(a for a in report["attempts"] if a["backend"] == "flash_attention_2")
     assert fa2["outcome"] == "smoke_failed" and "planted" in fa2["reasons"][0]["message"]
     assert report["chosen"] == "sdpa"
+
+
+def test_bench_measures_the_hub_kernel_and_names_its_provider(kernel_dir):
+    proc = cli("bench", "--mode", "kernel", "--backends", "flash_attention_2", "--dtype", "bfloat16", "--seq-lens",
+               "64", "--repeats", "2", "--no-verify", "--json", kernel_dir=kernel_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(proc.stdout)["rows"]
+    fa2 = next(r for r in rows if r["backend"] == "flash_attention_2")
+    assert fa2["ok"], fa2["error"]
+    pinned = collect_facts().hub.flash_kernels["flash_attention_2"].version  # the installed transformers' pin
+    assert fa2["version"] == f"flash_attention_2 (hub {REPO} v{pinned})"
+    assert fa2["forward_backward"]["median_s"] > 0
