@@ -80,6 +80,8 @@ def test_leaving_the_block_by_an_exception_kills_the_child(tmp_path):
 
 def test_ctrl_c_in_the_parent_leaves_no_child(tmp_path):
     script = textwrap.dedent(f"""
+        import signal
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal, even if started ignoring it
         from attnpick import subproc
         subproc.run_child("tests.children", {{"do": "hang", "pid_file": {str(tmp_path / "c")!r}}}, 600)
     """)
