@@ -33,7 +33,7 @@ def length_distribution(model: str, max_seq_length: int) -> dict[str, float]:
     from attnpick.models import prepare
     from attnpick.training.data import load_examples
 
-    tokenizer = AutoTokenizer.from_pretrained(str(prepare(model).load_folder))
+    tokenizer = AutoTokenizer.from_pretrained(str(prepare(model).load_folder), trust_remote_code=False)
     dataset, stats = load_examples("embedded", tokenizer, max_seq_length)
     lengths = sorted(len(ids) for ids in dataset["input_ids"])
     quartiles = statistics.quantiles(lengths, n=4)

@@ -38,7 +38,7 @@ SHAREGPT = [
 def tokenizer():
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(tiny.ensure()))
+    tok = AutoTokenizer.from_pretrained(str(tiny.ensure()), trust_remote_code=False)
     tok.model_max_length = 256
     return tok
 

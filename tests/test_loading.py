@@ -62,7 +62,7 @@ def test_forced_eager_is_confirmed_as_eager(facts):
 def test_forced_flash_attention_2_exits_3_with_reasons():
     proc = cli("load", "--backend", "flash_attention_2")
     assert proc.returncode == 3
-    assert "need flash-attn installed (or kernels, for the hub build kernels-community/flash-attn2)" in proc.stderr
+    assert "need flash-attn installed" in proc.stderr  # "(or kernels, ...)" too where kernels is not installed
     assert "need an NVIDIA GPU" in proc.stderr and "Traceback" not in proc.stderr
 
 

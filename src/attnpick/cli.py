@@ -14,6 +14,7 @@ import os
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -330,9 +331,24 @@ def _drop_bnb_cpu_kernel_warning(record: logging.LogRecord) -> bool:
     return "gemm_4bit_forward" not in str(record.msg)
 
 
+def _quiet_libraries(debug: bool) -> None:
+    """The CLI shows attnpick's own messages: the libraries' warnings and log lines (import-time notices of
+    torchao, bitsandbytes, kernels, torch) only with --debug."""
+    if debug:
+        return
+    warnings.simplefilter("ignore")
+    root = logging.getLogger()
+    root.addHandler(logging.NullHandler())  # nothing falls through to logging's last-resort stderr handler
+    root.setLevel(logging.ERROR)
+
+
 def _quiet_transformers() -> None:
-    """The CLI's logging: transformers' and datasets' errors only, no progress bars of theirs (attnpick shows its
-    own), and no bitsandbytes import noise."""
+    """Before the heavy libraries load: their errors only, no progress bars of theirs (attnpick shows its own),
+    no bitsandbytes import noise. torch resets its own loggers on import, so it is imported first."""
+    import torch  # noqa: F401 - imported before its logger's level is set, since importing it resets the level
+
+    if logging.getLogger().level >= logging.ERROR:
+        logging.getLogger("torch").setLevel(logging.ERROR)
     import datasets
     from transformers.utils import logging as hf_logging
 
@@ -384,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv or bool(os.environ.get(DEBUG_ENV))
     _safe_streams()
+    _quiet_libraries(debug)
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args))
