@@ -38,7 +38,10 @@ SHAREGPT = [
 def tokenizer():
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(tiny.ensure()), trust_remote_code=False)
+    from attnpick.models import prepare
+
+    # the folder attnpick loads: tiny-exaone itself, or its Llama copy where transformers has no EXAONE class
+    tok = AutoTokenizer.from_pretrained(str(prepare(tiny.NAME).load_folder), trust_remote_code=False)
     tok.model_max_length = 256
     return tok
 
