@@ -320,20 +320,9 @@ def _hardware_reasons(spec: BackendSpec, facts: EnvFacts, request: Request, dtyp
 def _hub_reasons(spec: BackendSpec, facts: EnvFacts, kernel: HubKernel) -> list[Reason]:
     """Why transformers cannot load `kernel` here: the `kernels` package, a build for this device, and a copy
     (local folder, local cache, or a reachable hub)."""
-    pkg = facts.package("kernels")
-    title = f"{spec.title} from the kernels hub"
-    if pkg.version is None:
-        return [Reason("kernels_missing", f"need kernels installed for {title}, have none", kernels_command(facts))]
-    if pkg.importable is False:
-        error = (pkg.error or "unknown error").strip().splitlines()[-1][:300]
-        return [Reason("kernels_not_importable", f"need kernels to import, have an import error: {error}",
-                       f"pip install --force-reinstall {kernels_command(facts).removeprefix('pip install ')}")]
-    reasons = []
-    if facts.hub.kernels_range and not _in_range(pkg.version, facts.hub.kernels_range):
-        transformers = facts.package("transformers").version or "installed"
-        reasons.append(Reason("kernels_version_unsupported", f"need kernels{facts.hub.kernels_range} (what "
-                              f"transformers {transformers} loads hub kernels with), have {pkg.version}",
-                              kernels_command(facts)))
+    reasons = _kernels_reasons(facts, f"{spec.title} from the kernels hub")
+    if reasons and reasons[0].code in ("kernels_missing", "kernels_not_importable"):
+        return reasons
     local = kernel.repo in facts.hub.local
     if not local and not kernel.builds_for(facts.device.type):
         reasons.append(Reason("no_hub_build", f"need a build of {kernel.repo} for {_have_device(facts)}, have builds "
@@ -523,12 +512,26 @@ def _package_reasons(spec: BackendSpec, facts: EnvFacts) -> list[Reason]:
     return reasons
 
 
-def _kernels_usable(facts: EnvFacts) -> bool:
-    """The `kernels` package is installed, imports, and is a version the installed transformers loads hub
-    kernels with."""
+def _kernels_reasons(facts: EnvFacts, title: str) -> list[Reason]:
+    """Why the `kernels` package cannot load hub kernels (`title` names what it would load): not installed, not
+    importable, or a version the installed transformers does not load hub kernels with."""
     pkg = facts.package("kernels")
-    return (pkg.version is not None and pkg.importable is not False
-            and (not facts.hub.kernels_range or _in_range(pkg.version, facts.hub.kernels_range)))
+    if pkg.version is None:
+        return [Reason("kernels_missing", f"need kernels installed for {title}, have none", kernels_command(facts))]
+    if pkg.importable is False:
+        error = (pkg.error or "unknown error").strip().splitlines()[-1][:300]
+        return [Reason("kernels_not_importable", f"need kernels to import, have an import error: {error}",
+                       f"pip install --force-reinstall {kernels_command(facts).removeprefix('pip install ')}")]
+    if facts.hub.kernels_range and not _in_range(pkg.version, facts.hub.kernels_range):
+        transformers = facts.package("transformers").version or "installed"
+        return [Reason("kernels_version_unsupported", f"need kernels{facts.hub.kernels_range} (what "
+                       f"transformers {transformers} loads hub kernels with), have {pkg.version}",
+                       kernels_command(facts))]
+    return []
+
+
+def _kernels_usable(facts: EnvFacts) -> bool:
+    return not _kernels_reasons(facts, "hub kernels")
 
 
 def _have_device(facts: EnvFacts) -> str:
