@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -180,15 +182,11 @@ def _load_file(path: Path, split: str) -> Any:
                          "or .csv.")
     if split != "train":
         raise UsageError(f"--data-split {split!r}: a single data file has only the split 'train'.")
-    quiet = logging.getLogger("datasets")  # a failure is reported once, by attnpick, with the line at fault
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL)
     try:
-        return datasets.load_dataset(builder, data_files=str(path), split="train")
+        with _datasets_logging_off():  # a failure is reported once, by attnpick, with the line at fault
+            return datasets.load_dataset(builder, data_files=str(path), split="train")
     except Exception as exc:  # noqa: BLE001 - any reading failure is the file's; the message names where
         raise UsageError(_read_error(path, builder, exc)) from None
-    finally:
-        quiet.setLevel(level)
 
 
 def _read_error(path: Path, builder: str, exc: Exception) -> str:
@@ -233,11 +231,9 @@ def _load_hub(spec: str, split: str) -> Any:
 
 def _quietly(load: Any, spec: str, split: str) -> Any:
     """Run a `datasets` load with its own failure logging off; a failure becomes one UsageError with the fix."""
-    quiet = logging.getLogger("datasets")
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL)
     try:
-        return load()
+        with _datasets_logging_off():
+            return load()
     except ValueError as exc:
         if "split" in str(exc).lower():
             raise UsageError(f"{spec}: no split {split!r} ({str(exc).splitlines()[0][:200]}). Pass --data-split.") \
@@ -245,6 +241,16 @@ def _quietly(load: Any, spec: str, split: str) -> Any:
         raise UsageError(_hub_error(spec, exc)) from None
     except Exception as exc:  # noqa: BLE001 - offline, unknown id, network: one message with the fix
         raise UsageError(_hub_error(spec, exc)) from None
+
+
+@contextmanager
+def _datasets_logging_off() -> Iterator[None]:
+    """`datasets` logs its own load failures; attnpick reports each once, as a UsageError naming the fix."""
+    quiet = logging.getLogger("datasets")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        yield
     finally:
         quiet.setLevel(level)
 
