@@ -4,6 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+LINE_LIMIT = 300  # characters of a library's error text that a one-line message quotes
+
+
+def first_line(text: object, limit: int = LINE_LIMIT, last: bool = False) -> str:
+    """The first (or, `last`, the last) non-blank line of an error's text, cut to `limit` characters; '' when there
+    is no text at all (an exception raised without a message), so no caller has to guard an empty list."""
+    lines = [line.strip() for line in str(text if text is not None else "").splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return (lines[-1] if last else lines[0])[:limit]
+
 
 class AttnpickError(Exception):
     """Base class: `exit_code` is what the CLI exits with."""

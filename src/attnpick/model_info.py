@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from attnpick import files
-from attnpick.errors import UsageError
+from attnpick.errors import UsageError, first_line
 from attnpick.facts import ModelFacts
 
 # Model types whose attention adds learned sink logits (transformers' gpt_oss).
@@ -25,7 +25,7 @@ def read_config(folder: str | Path) -> dict[str, Any]:
     try:
         config = json.loads(files.read_text(config_path))
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise UsageError(f"{config_path}: not valid JSON ({str(exc)[:200]}). Re-download or fix the file.") from None
+        raise UsageError(f"{config_path}: not valid JSON ({first_line(exc)}). Re-download or fix the file.") from None
     if not isinstance(config, dict):
         raise UsageError(f"{config_path}: expected a JSON object. Re-download or fix the file.")
     return config
@@ -80,7 +80,7 @@ def safetensors_keys(path: Path) -> set[str]:
         with safe_open(str(path), framework="numpy") as handle:
             return set(handle.keys())
     except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError: the file is unusable either way
-        raise UsageError(f"{path}: not a readable safetensors file ({str(exc).strip()[:200]}). "
+        raise UsageError(f"{path}: not a readable safetensors file ({first_line(exc)}). "
                          "Re-download the model's weights.") from None
 
 

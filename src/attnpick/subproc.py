@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from attnpick.errors import UsageError
+from attnpick.errors import UsageError, first_line
 
 MARKER = "ATTNPICK-RESULT "
 IMPORT_TIMEOUT_S = 180.0
@@ -130,8 +130,7 @@ def parse_records(out: str | None) -> tuple[dict[str, Any], ...]:
 
 
 def _tail(err: str | None) -> str:
-    lines = (err or "").strip().splitlines()
-    return lines[-1][:300] if lines else ""
+    return first_line(err, last=True)
 
 
 def run_child(module: str, job: dict[str, Any], timeout_s: float) -> ChildResult:

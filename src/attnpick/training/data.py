@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from attnpick import files
-from attnpick.errors import UsageError
+from attnpick.errors import UsageError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -190,12 +190,21 @@ def _load_file(path: Path, split: str) -> Any:
 
 
 def _read_error(path: Path, builder: str, exc: Exception) -> str:
-    """The first bad line of a JSON Lines file, or the position in a JSON document, when that is the cause."""
+    """The first bad line of a JSON Lines file, or the position in a JSON document, when that is the cause; an empty
+    file says so (the readers' own errors for it carry no message)."""
+    try:
+        empty = path.stat().st_size == 0
+    except OSError:
+        empty = False
+    if empty:
+        return f"{path}: the file is empty (0 bytes): it has no rows. Give at least one example."
     if builder == "json":
         try:
             text = files.read_text(path)
         except (OSError, UnicodeDecodeError):
             return f"{path}: not UTF-8 or UTF-16 text. Save it as UTF-8."
+        if not text.strip():
+            return f"{path}: the file holds only blank lines: it has no rows. Give at least one example."
         if text.lstrip().startswith("["):
             try:
                 json.loads(text)
@@ -210,7 +219,7 @@ def _read_error(path: Path, builder: str, exc: Exception) -> str:
                 if not isinstance(row, dict):
                     return f"{path}:{number}: expected a JSON object per line, got {type(row).__name__}."
     cause = exc.__cause__ or exc
-    return f"{path}: cannot be read as {builder} ({type(cause).__name__}: {str(cause).splitlines()[0][:200]})."
+    return f"{path}: cannot be read as {builder} ({type(cause).__name__}: {first_line(cause) or 'no message'})."
 
 
 def _load_hub(spec: str, split: str) -> Any:
@@ -236,7 +245,7 @@ def _quietly(load: Any, spec: str, split: str) -> Any:
             return load()
     except ValueError as exc:
         if "split" in str(exc).lower():
-            raise UsageError(f"{spec}: no split {split!r} ({str(exc).splitlines()[0][:200]}). Pass --data-split.") \
+            raise UsageError(f"{spec}: no split {split!r} ({first_line(exc)}). Pass --data-split.") \
                 from None
         raise UsageError(_hub_error(spec, exc)) from None
     except Exception as exc:  # noqa: BLE001 - offline, unknown id, network: one message with the fix
@@ -270,7 +279,7 @@ def _guard(load: Any, spec: str) -> Any:
         return load()
     except Exception as exc:  # noqa: BLE001
         raise UsageError(f"{spec}: cannot be read as a saved dataset ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0][:200] if str(exc) else ''}).") from None
+                         f"{first_line(exc)}).") from None
 
 
 def _rename(dataset: Any, columns: dict[str, str], description: str) -> Any:
