@@ -41,9 +41,9 @@ CASES = [
     ("a100-fa2", machine("linux", "A100", flash_attn="2.8.3"), Request(), EXAONE_24B, "flash_attention_2", {}),
     ("a100-fa2-float32", machine("linux", "A100", flash_attn="2.8.3", xformers="0.0.33"),
      Request(dtype="float32"), None, "xformers", {"flash_attention_2": {"dtype_unsupported"}}),
-    ("a100-fa2-broken-abi", machine("linux", "A100", flash_attn=ABI_ERROR), Request(), None, "sdpa",
+    ("a100-fa2-broken-abi", machine("linux", "A100", flash_attn=ABI_ERROR), Request(), None, "torch_varlen",
      {"flash_attention_2": {"abi_mismatch"}}),
-    ("a100-fa1-too-old", machine("linux", "A100", flash_attn="1.0.9"), Request(), None, "sdpa",
+    ("a100-fa1-too-old", machine("linux", "A100", flash_attn="1.0.9"), Request(), None, "torch_varlen",
      {"flash_attention_2": {"version_unsupported"}}),
     ("a100-fa2-head-dim-512", machine("linux", "A100", flash_attn="2.8.3"), Request(), BIG_HEAD, "sdpa",
      {"flash_attention_2": {"head_dim_too_large"}}),
@@ -61,12 +61,29 @@ CASES = [
      Request(), None, "flash_attention_2", {"unsloth": {"not_importable"}}),
     ("xformers-no-kernels", machine("linux", "RTX4090", xformers={"version": "0.0.33", "importable": True,
                                                                    "details": {"cpp_library": False}}),
-     Request(), None, "sdpa", {"xformers": {"kernels_unavailable"}}),
+     Request(), None, "torch_varlen", {"xformers": {"kernels_unavailable"}}),
     ("xformers-other-torch", machine("linux", "RTX4090", xformers={"version": "0.0.29", "importable": True,
                                                                     "details": {"built_for_torch": "2.6.0+cu124"}}),
-     Request(), None, "sdpa", {"xformers": {"torch_mismatch"}}),
+     Request(), None, "torch_varlen", {"xformers": {"torch_mismatch"}}),
     ("gemma2-softcap-xformers", machine("linux", "RTX4090", xformers="0.0.33"), Request(), GEMMA2, "sdpa",
      {"xformers": {"softcapping_unsupported"}}),
+    # PyTorch's own varlen FlashAttention (torch >= 2.10, GQA from 2.12, CUDA sm80+, half precision, Linux builds)
+    ("h100-bare-torch-2.13-varlen", machine("linux", "H100", torch="2.13.0+cu130"), Request(), EXAONE_24B,
+     "torch_varlen", {"flash_attention_2": {"not_installed"}, "xformers": {"not_installed"}}),
+    ("h100-torch-2.11-gqa-no-varlen", machine("linux", "H100"), Request(), EXAONE_24B, "sdpa",
+     {"torch_varlen": {"torch_too_old_for_gqa"}}),
+    ("a100-torch-2.9-no-varlen", machine("linux", "A100", torch="2.9.1+cu128"), Request(), None, "sdpa",
+     {"torch_varlen": {"torch_too_old"}}),
+    ("t4-no-varlen", machine("linux", "T4", torch="2.13.0+cu130"), Request(), EXAONE_24B, "sdpa",
+     {"torch_varlen": {"capability_too_low"}}),
+    ("cpu-no-varlen", machine("linux", torch="2.13.0"), Request(), EXAONE_24B, "sdpa",
+     {"torch_varlen": {"device_unsupported", "dtype_unsupported"}}),
+    ("windows-h100-no-varlen", machine("windows", "H100", torch="2.13.0+cu130"), Request(), EXAONE_24B, "sdpa",
+     {"torch_varlen": {"sdpa_kernel_missing"}}),
+    ("h100-varlen-float32", machine("linux", "H100", torch="2.13.0+cu130"), Request(dtype="float32"), None, "sdpa",
+     {"torch_varlen": {"dtype_unsupported"}}),
+    ("gemma2-softcap-no-varlen", machine("linux", "H100", torch="2.13.0+cu130"), Request(), GEMMA2, "sdpa",
+     {"torch_varlen": {"softcapping_unsupported"}}),
     ("no-torch", machine("linux", torch=None), Request(), None, None,
      {"sdpa": {"torch_missing"}, "eager": {"torch_missing"}}),
     ("flex-forced-gpu", machine("linux", "A100"), Request.from_names("flex_attention"), None, "flex_attention", {}),
@@ -110,13 +127,14 @@ def test_all_reasons_are_collected_not_just_the_first():
 
 
 def test_auto_order_is_the_guides_and_flex_last():
-    assert ORDER == ("unsloth", "flash_attention_3", "flash_attention_4", "flash_attention_2", "xformers", "sdpa",
-                     "eager", "flex_attention")
+    assert ORDER == ("unsloth", "flash_attention_3", "flash_attention_4", "flash_attention_2", "torch_varlen",
+                     "xformers", "sdpa", "eager", "flex_attention")
     decision = choose(machine("linux", "H100", flash_attn_3="3.0.0", flash_attn_4="4.0.0b36", flash_attn="2.8.3",
                               xformers="0.0.33"))
     verdicts = {c.backend: c.verdict for c in decision.candidates}
     assert verdicts == {"unsloth": "rejected", "flash_attention_3": "accepted", "flash_attention_4": "eligible",
-                        "flash_attention_2": "eligible", "xformers": "eligible", "sdpa": "eligible",
+                        "flash_attention_2": "eligible", "torch_varlen": "eligible", "xformers": "eligible",
+                        "sdpa": "eligible",
                         "eager": "eligible", "flex_attention": "rejected"}
 
 
@@ -249,7 +267,7 @@ def _order(decision):
     (CPU, {"eager": PARITY}, "sdpa", ["sdpa"]),
     (CPU, {"sdpa": PARITY, "eager": PARITY}, None, []),
     (CPU, {}, "sdpa", ["sdpa", "eager"]),
-    (H100_UNSLOTH, {"unsloth": PARITY}, "flash_attention_2", ["flash_attention_2", "sdpa", "eager"]),
+    (H100_UNSLOTH, {"unsloth": PARITY}, "flash_attention_2", ["flash_attention_2", "torch_varlen", "sdpa", "eager"]),
 ], ids=["chosen-fails", "fallback-fails", "all-fail", "none-fail", "unsloth-fails"])
 def test_reject(facts, failed, chosen, runnable):
     before = choose(facts)

@@ -27,21 +27,22 @@ CASES = [
     ("a100-kernels-online", machine("linux", "A100", kernels="0.18.2", hub=RANGE), "flash_attention_2", "hub", FA2,
      {}),
     ("h100-kernels-online", machine("linux", "H100", kernels="0.18.2", hub=RANGE), "flash_attention_3", "hub", FA3, {}),
-    ("h100-offline-empty-cache", machine("linux", "H100", kernels="0.18.2", hub=OFFLINE), "sdpa", "torch", "sdpa",
-     {"flash_attention_3": {"hub_offline_not_cached"}, "flash_attention_4": {"hub_offline_not_cached"},
+    ("h100-offline-empty-cache", machine("linux", "H100", kernels="0.18.2", hub=OFFLINE), "torch_varlen", "torch",
+     "torch_varlen", {"flash_attention_3": {"hub_offline_not_cached"}, "flash_attention_4": {"hub_offline_not_cached"},
       "flash_attention_2": {"hub_offline_not_cached"}}),
     ("h100-offline-fa2-cached", machine("linux", "H100", kernels="0.18.2", hub={**OFFLINE, "cached": {FA2: [4]}}),
      "flash_attention_2", "hub", FA2, {"flash_attention_3": {"hub_offline_not_cached"}}),
     ("h100-offline-wrong-version-cached", machine("linux", "H100", kernels="0.18.2",
                                                   hub={**OFFLINE, "cached": {FA2: [3]}}),
-     "sdpa", "torch", "sdpa", {"flash_attention_2": {"hub_offline_not_cached"}}),
+     "torch_varlen", "torch", "torch_varlen", {"flash_attention_2": {"hub_offline_not_cached"}}),
     ("a100-offline-local-kernel", machine("linux", "A100", kernels="0.18.2", hub={**OFFLINE, "local": {FA2: "/k"}}),
      "flash_attention_2", "hub", FA2, {}),
-    ("a100-unreachable", machine("linux", "A100", kernels="0.18.2", hub={"reachable": False, **RANGE}), "sdpa",
-     "torch", "sdpa", {"flash_attention_2": {"hub_unreachable"}}),
-    ("a100-bare", machine("linux", "A100"), "sdpa", "torch", "sdpa", {"flash_attention_2": {"not_installed"}}),
-    ("a100-kernels-too-old-for-transformers", machine("linux", "A100", kernels="0.17.2", hub=RANGE), "sdpa", "torch",
-     "sdpa", {"flash_attention_2": {"kernels_version_unsupported"}}),
+    ("a100-unreachable", machine("linux", "A100", kernels="0.18.2", hub={"reachable": False, **RANGE}), "torch_varlen",
+     "torch", "torch_varlen", {"flash_attention_2": {"hub_unreachable"}}),
+    ("a100-bare", machine("linux", "A100"), "torch_varlen", "torch", "torch_varlen",
+     {"flash_attention_2": {"not_installed"}}),
+    ("a100-kernels-too-old-for-transformers", machine("linux", "A100", kernels="0.17.2", hub=RANGE), "torch_varlen",
+     "torch", "torch_varlen", {"flash_attention_2": {"kernels_version_unsupported"}}),
     ("a100-package-wins", machine("linux", "A100", flash_attn="2.8.3", kernels="0.18.2", hub=RANGE),
      "flash_attention_2", "package", "flash_attention_2", {}),
     ("a100-broken-package-hub-next", machine("linux", "A100", kernels="0.18.2", hub=RANGE, flash_attn={
@@ -152,7 +153,7 @@ def test_plan_on_h100_and_a100_with_kernels_chooses_a_hub_repo_and_offline_says_
         assert chosen["backend"].startswith("flash_attention_") and chosen["attn_implementation"].startswith(
             "kernels-community/")
         offline = json.loads(_plan(machine("linux", gpu, kernels="0.18.2", hub=OFFLINE)).stdout)
-        assert offline["chosen"] == "sdpa"
+        assert offline["chosen"] == "torch_varlen"  # PyTorch's own varlen FlashAttention: nothing to fetch
         fa2 = next(c for c in offline["candidates"] if c["backend"] == "flash_attention_2")
         [offline_reason] = [r for r in fa2["reasons"] if r["code"] == "hub_offline_not_cached"]
         assert "hf download kernels-community/flash-attn2" in offline_reason["fix"]

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from attnpick import cache, files, probe
-from attnpick.facts import PROBED_MODULES
+from attnpick.catalog import PROBED_MODULES
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
-from attnpick.backends import ensure_registered
+from attnpick.catalog import ensure_registered
 from attnpick.loading import load_model
 from attnpick.probe import collect_facts
 from attnpick.subproc import serve
@@ -188,7 +188,7 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
     """One training step of the real model (LoRA when asked): tokens/s and peak memory."""
     import torch
 
-    model, _, report = load_model(job["model"], max_seq_length=job["seq"], dtype=job["dtype"],
+    model, _, report = load_model(**job["model"], max_seq_length=job["seq"], dtype=job["dtype"],
                                   backend=job["backend"], facts=collect_facts())
     device = next(model.parameters()).device
     if job.get("lora"):
@@ -218,7 +218,7 @@ def infer(job: dict[str, Any]) -> dict[str, Any]:
     """Prefill of `seq` tokens, then per-token decode with the KV cache."""
     import torch
 
-    model, _, _ = load_model(job["model"], max_seq_length=job["seq"] + 64, dtype=job["dtype"],
+    model, _, _ = load_model(**job["model"], max_seq_length=job["seq"] + 64, dtype=job["dtype"],
                              backend=job["backend"], facts=collect_facts())
     model.eval()
     device = next(model.parameters()).device

@@ -11,6 +11,7 @@ import importlib
 import sys
 from typing import Any
 
+from attnpick.catalog import details_for_module
 from attnpick.subproc import emit, error_line
 
 
@@ -39,24 +40,7 @@ def _transformers_details() -> dict[str, Any]:
 def _details(module: str) -> dict[str, Any]:
     if module == "transformers":
         return _transformers_details()
-    if not module.startswith("xformers"):
-        return {}
-    import xformers
-
-    details: dict[str, Any] = {}
-    has_cpp = getattr(xformers, "_has_cpp_library", None)
-    if isinstance(has_cpp, bool):
-        details["cpp_library"] = has_cpp
-    try:
-        from xformers import _cpp_lib
-
-        meta = getattr(_cpp_lib, "_build_metadata", None)
-        torch_version = getattr(meta, "torch_version", None)
-        if torch_version:
-            details["built_for_torch"] = str(torch_version)
-    except Exception:  # noqa: BLE001 - build metadata is optional across xformers releases
-        pass
-    return details
+    return details_for_module(module)
 
 
 def main(modules: list[str]) -> int:

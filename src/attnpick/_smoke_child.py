@@ -5,19 +5,20 @@ with the model's query heads, kv heads (GQA) and head_dim, loads it with the bac
 a backward pass on a padded batch (one left-padded and one right-padded row). Prints one marked result line.
 Runs in a child so that a segfault, a CUDA fault or a hang cannot take the caller down.
 
-torch and transformers are imported inside the functions: for the Unsloth job, Unsloth must be imported
-before them.
+torch and transformers are imported inside the functions: a loader that patches them on import (Unsloth) must be
+imported before them.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import tempfile
 import time
 from typing import Any
 
-from attnpick.backends import ensure_registered
+from attnpick.catalog import CATALOG, ensure_registered
 from attnpick.subproc import serve
 
 
@@ -58,19 +59,20 @@ def _run_transformers(job: dict[str, Any]) -> dict[str, Any]:
     return _forward_backward(model, job, device)
 
 
-def _run_unsloth(job: dict[str, Any]) -> dict[str, Any]:
-    import unsloth  # noqa: F401 - before torch and transformers, as Unsloth asks
+def _run_loader(job: dict[str, Any]) -> dict[str, Any]:
+    """A model loader (Unsloth) loads a one-layer Llama saved to a folder, as it would load the user's model."""
+    spec = CATALOG[job["backend"]]
+    for module in spec.modules.values() if spec.import_alone else ():
+        importlib.import_module(module)  # before torch and transformers: it patches them on import
     import torch
     from transformers import LlamaForCausalLM
-    from unsloth import FastLanguageModel
 
     folder = tempfile.mkdtemp(prefix="attnpick-smoke-")
     torch.manual_seed(0)
     LlamaForCausalLM(_tiny_llama(job)).save_pretrained(folder)
     _save_tokenizer(folder)
-    dtype = getattr(torch, job["dtype"])
-    model, _ = FastLanguageModel.from_pretrained(folder, max_seq_length=max(64, job["seq"]), dtype=dtype,
-                                                 load_in_4bit=False, local_files_only=True)
+    assert spec.load is not None
+    model, _, _ = spec.load(folder, max(64, job["seq"]), job["dtype"], False)
     device = next(model.parameters()).device
     return _forward_backward(model, job, device)
 
@@ -110,7 +112,7 @@ def _forward_backward(model: Any, job: dict[str, Any], device: Any) -> dict[str,
 
 def _run(job: dict[str, Any]) -> dict[str, Any]:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    return _run_unsloth(job) if job["backend"] == "unsloth" else _run_transformers(job)
+    return _run_loader(job) if CATALOG[job["backend"]].is_loader else _run_transformers(job)
 
 
 def main(argv: list[str]) -> int:

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from attnpick import plots, tiny
-from attnpick.catalog import CATALOG, ORDER, PINNED_SDPA
-from attnpick.decision import Candidate, Reason, Request, choose
+from attnpick.catalog import BACKEND_NAMES, CATALOG, is_loader
+from attnpick.decision import Candidate, Decision, Reason, Request, choose
 from attnpick.facts import EnvFacts
-from attnpick.models import prepare, torch_device
+from attnpick.models import Prepared, as_prepared, torch_device
 from attnpick.parity import verify
 from attnpick.probe import collect_facts
 from attnpick.smoke import runnability
@@ -91,14 +91,16 @@ def backend_version(facts: EnvFacts, cand: Candidate) -> str:
     return f"{cand.backend} (torch {facts.torch})"
 
 
-def bench(model_name: str = tiny.NAME, seq_lens: tuple[int, ...] = (256, 1024, 4096), batch: int = 1,
+def bench(model: str | Prepared = tiny.NAME, seq_lens: tuple[int, ...] = (256, 1024, 4096), batch: int = 1,
           mode: str = "kernel", backends: list[str] | None = None, dtype: str | None = None, lora: bool = False,
           facts: EnvFacts | None = None, repeats: int | None = None, warmup: int | None = None,
-          verify_first: bool = True, timeout_s: float = BENCH_TIMEOUT_S) -> BenchReport:
+          verify_first: bool = True, timeout_s: float = BENCH_TIMEOUT_S, decision: Decision | None = None
+          ) -> BenchReport:
     """Measure every backend that runs here and passed parity, at each sequence length.
 
     Args:
-        model_name: as for `load_model`; kernel mode uses only its attention shapes.
+        model: a name as for `load_model`, or a model prepared already (its flags reach verify and the train and
+            infer children); kernel mode uses only its attention shapes.
         seq_lens: sequence lengths to measure.
         batch: batch size.
         mode: "kernel", "train" or "infer".
@@ -106,13 +108,15 @@ def bench(model_name: str = tiny.NAME, seq_lens: tuple[int, ...] = (256, 1024, 4
         dtype: default: the device's best.
         lora: train mode: attach a LoRA (r=16, all linear layers) and train it only.
         verify_first: run `attnpick verify` and drop backends that fail parity.
+        decision: the caller's decision; its dtype is the measured dtype.
 
     Returns:
         A `BenchReport`.
     """
-    model_facts = prepare(model_name).model_facts
+    prepared = as_prepared(model)
+    model_facts = prepared.model_facts
     facts = facts or collect_facts()
-    decision = choose(facts, Request.from_names(None, dtype), model_facts)
+    decision = decision or choose(facts, Request.from_names(None, dtype), model_facts)
     dtype = decision.dtype
     on_gpu = facts.device.type in ("cuda", "rocm")
     repeats = repeats or (20 if on_gpu else 5)
@@ -121,9 +125,9 @@ def bench(model_name: str = tiny.NAME, seq_lens: tuple[int, ...] = (256, 1024, 4
     excluded: dict[str, Reason] = {}
     if backends is None:
         backends = []
-        for name in (*ORDER, *PINNED_SDPA):
-            if name == "unsloth" and mode == "kernel":
-                continue  # Unsloth is a model loader, not an attention function
+        for name in BACKEND_NAMES:
+            if is_loader(name) and mode == "kernel":
+                continue  # a model loader (Unsloth), not an attention function
             runs = runnability(name, facts, model_facts, dtype)
             if runs.ok:
                 backends.append(name)
@@ -132,8 +136,8 @@ def bench(model_name: str = tiny.NAME, seq_lens: tuple[int, ...] = (256, 1024, 4
     if "eager" not in backends:
         backends.append("eager")  # the baseline of every speedup
     if verify_first:
-        checkable = [b for b in backends if b != "unsloth"]
-        report = verify(model_name, backends=checkable, dtype=dtype, facts=facts)
+        checkable = [b for b in backends if not is_loader(b)]
+        report = verify(prepared, backends=checkable, dtype=dtype, facts=facts, decision=decision)
         for result in report.results:
             if not result.ok:
                 excluded[result.backend] = result.reason()
@@ -150,6 +154,7 @@ def bench(model_name: str = tiny.NAME, seq_lens: tuple[int, ...] = (256, 1024, 4
 
     candidates = {name: choose(facts, Request(name, dtype, origin="bench"), model_facts).candidate(name)
                   for name in backends if name in CATALOG}
+    heads, kv_heads, head_dim = model_facts.attention_shape
     rows: list[BenchRow] = []
     for seq in seq_lens:
         for backend in backends:
@@ -157,13 +162,12 @@ def bench(model_name: str = tiny.NAME, seq_lens: tuple[int, ...] = (256, 1024, 4
             impl = (cand.implementation if cand else None) or backend
             job = {"job": mode, "backend": backend, "attn_implementation": impl, "device": device, "dtype": dtype,
                    "batch": batch, "seq": seq,
-                   "heads": model_facts.num_attention_heads or 8, "kv_heads": model_facts.num_key_value_heads or 8,
-                   "head_dim": model_facts.head_dim or 64, "model": model_name, "lora": lora,
+                   "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim,
+                   "model": prepared.load_arguments(), "lora": lora,
                    "warmup": warmup, "repeats": repeats}
             rows.append(_row(job, backend_version(facts, cand) if cand else backend, peak, timeout_s))
-    shape = {"heads": model_facts.num_attention_heads or 0, "kv_heads": model_facts.num_key_value_heads or 0,
-             "head_dim": model_facts.head_dim or 0}
-    return BenchReport(model_name, mode, dtype, batch, shape, facts.device.name or facts.device.type, tuple(rows),
+    shape = {"heads": heads, "kv_heads": kv_heads, "head_dim": head_dim}
+    return BenchReport(prepared.name, mode, dtype, batch, shape, facts.device.name or facts.device.type, tuple(rows),
                        peak, excluded, facts)
 
 

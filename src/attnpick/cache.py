@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from attnpick import files
-
-CACHE_ENV = "ATTNPICK_CACHE_DIR"
+from attnpick import files, settings
 
 
 def cache_dir() -> Path:
     """`$ATTNPICK_CACHE_DIR`, else the platform's user cache folder for attnpick."""
-    override = os.environ.get(CACHE_ENV)
+    override = settings.cache_override()
     if override:
         return Path(override)
     from platformdirs import user_cache_dir  # only when the cache is used

@@ -1,168 +1,106 @@
-"""The attention backends, their requirements as data, and how to install them.
+"""The ordered registry of attention backends (one `Backend` per file in `attnpick/backends/`), the distributions
+attnpick probes (derived from it), the kernels hub's FlashAttention builds, and what to install.
 
-One `BackendSpec` per backend; `attnpick.decision.check()` is the one generic reader of these fields.
-Sources for the numbers: flash-attention's README and setup.py (FA2: Ampere or newer, head_dim <= 256,
-fp16/bf16; FA3: Hopper; FA4: Hopper and Blackwell), transformers' `utils/import_utils.py` (FA2 >= 2.3.3,
-distribution names), xformers' `fmha` op attributes (bf16 needs sm80), Unsloth's `models/_utils.py`
-(kernel choice: flash-attn on sm80+, else xformers, else SDPA) and PyTorch's flex_attention docs.
+`attnpick.decision.assess()` is the one generic reader of the backends' requirements. Sources for the numbers:
+flash-attention's README and setup.py (FA2: Ampere or newer, head_dim <= 256, fp16/bf16; FA3: Hopper; FA4: Hopper
+and Blackwell), transformers' `utils/import_utils.py` (FA2 >= 2.3.3, distribution names), xformers' `fmha` op
+attributes (bf16 needs sm80), Unsloth's `models/_utils.py` (kernel choice: flash-attn on sm80+, else xformers, else
+SDPA), PyTorch's flex_attention and `torch.nn.attention.varlen` docs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from packaging.version import InvalidVersion, Version
 
+from attnpick.backends import (
+    eager,
+    flash_attention_2,
+    flash_attention_3,
+    flash_attention_4,
+    flex_attention,
+    sdpa,
+    sdpa_pinned,
+    torch_varlen,
+    unsloth,
+    xformers,
+)
+from attnpick.backends.base import ALL_DEVICES, ANY_DTYPE, DTYPES, GPU_TYPES, HALF, Backend
 from attnpick.facts import EnvFacts, HubKernel
 
-BackendName = Literal[
-    "unsloth",
-    "flash_attention_4",
-    "flash_attention_3",
-    "flash_attention_2",
-    "xformers",
-    "flex_attention",
-    "sdpa",
-    "eager",
-    "sdpa_fa",
-    "sdpa_efficient",
-    "sdpa_cudnn",
-    "sdpa_math",
-]
+__all__ = ["ALL_DEVICES", "ANY_DTYPE", "BACKENDS", "BACKEND_NAMES", "CATALOG", "DTYPES", "GPU_TYPES", "HALF",
+           "ORDER", "PINNED_SDPA", "PROBED_MODULES", "Backend", "backend", "ensure_registered", "is_loader",
+           "loader_api"]
 
-DTYPES: tuple[str, ...] = ("bfloat16", "float16", "float32")
-HALF = frozenset({"bfloat16", "float16"})
-ANY_DTYPE = frozenset(DTYPES)
-GPU_TYPES = frozenset({"cuda", "rocm", "xpu"})
-ALL_DEVICES = frozenset({"cuda", "rocm", "mps", "xpu", "cpu"})
+# The guide's runtime order (Unsloth, FlashAttention, xFormers, PyTorch), with PyTorch's own varlen FlashAttention
+# beside the FlashAttention packages it needs none of; flex_attention last, only ever chosen on request. Then the
+# pinned SDPA kernels: never in auto's order, used on request or by `--policy measured` when a bench showed one is
+# fastest. A new backend is one file in attnpick/backends/ and one line here.
+BACKENDS: tuple[Backend, ...] = (
+    unsloth.BACKEND,
+    flash_attention_3.BACKEND,
+    flash_attention_4.BACKEND,
+    flash_attention_2.BACKEND,
+    torch_varlen.BACKEND,
+    xformers.BACKEND,
+    sdpa.BACKEND,
+    eager.BACKEND,
+    flex_attention.BACKEND,
+    *sdpa_pinned.BACKENDS,
+)
 
-
-@dataclass(frozen=True)
-class BackendSpec:
-    """What one backend needs. Capability bounds apply to NVIDIA (`cuda`) devices only."""
-
-    name: BackendName
-    title: str
-    hf_name: str | None
-    distribution: str | None = None
-    versions: str = ""
-    devices: frozenset[str] = ALL_DEVICES
-    min_capability: tuple[int, int] | None = None
-    capability_majors: frozenset[int] | None = None
-    dtypes: frozenset[str] = ANY_DTYPE
-    bf16_min_capability: tuple[int, int] | None = None
-    max_head_dim: int | None = None
-    min_torch: str | None = None
-    softcapping: bool = True
-    sinks: bool = True
-    cpu_backward: bool = True
-    in_auto: bool = True
-    cpu_mode_forced_only: bool = False
-    needs_kernels_check: bool = False
-    sdpa_kernel: str | None = None
-    hub: bool = False  # transformers can also load this backend from the kernels hub (`kernels` package)
-
-
-CATALOG: dict[str, BackendSpec] = {
-    spec.name: spec
-    for spec in (
-        BackendSpec(
-            name="unsloth",
-            title="Unsloth",
-            hf_name=None,
-            distribution="unsloth",
-            devices=GPU_TYPES,
-            min_capability=(7, 0),
-            bf16_min_capability=(8, 0),
-            cpu_mode_forced_only=True,
-        ),
-        BackendSpec(
-            name="flash_attention_3",
-            title="FlashAttention-3",
-            hf_name="flash_attention_3",
-            distribution="flash-attn-3",
-            devices=frozenset({"cuda"}),
-            capability_majors=frozenset({9}),
-            dtypes=HALF,
-            max_head_dim=256,
-            hub=True,
-        ),
-        BackendSpec(
-            name="flash_attention_4",
-            title="FlashAttention-4",
-            hf_name="flash_attention_4",
-            distribution="flash-attn-4",
-            devices=frozenset({"cuda"}),
-            min_capability=(9, 0),
-            dtypes=HALF,
-            hub=True,
-        ),
-        BackendSpec(
-            name="flash_attention_2",
-            title="FlashAttention-2",
-            hf_name="flash_attention_2",
-            distribution="flash-attn",
-            versions=">=2.3.3,<3",
-            devices=frozenset({"cuda", "rocm"}),
-            min_capability=(8, 0),
-            dtypes=HALF,
-            max_head_dim=256,
-            hub=True,
-        ),
-        BackendSpec(
-            name="xformers",
-            title="xFormers",
-            hf_name="xformers",
-            distribution="xformers",
-            devices=frozenset({"cuda"}),
-            bf16_min_capability=(8, 0),
-            softcapping=False,
-            sinks=False,
-            needs_kernels_check=True,
-        ),
-        BackendSpec(
-            name="sdpa",
-            title="PyTorch SDPA",
-            hf_name="sdpa",
-        ),
-        BackendSpec(
-            name="eager",
-            title="eager (PyTorch matmul + softmax)",
-            hf_name="eager",
-        ),
-        BackendSpec(
-            name="flex_attention",
-            title="PyTorch FlexAttention",
-            hf_name="flex_attention",
-            min_torch="2.5",
-            cpu_backward=False,
-            in_auto=False,
-        ),
-    )
-}
-
-# The guide's runtime order, on every OS; flex_attention is listed last and only ever chosen on request.
-ORDER: tuple[str, ...] = tuple(CATALOG)
-
-# PyTorch SDPA pinned to one kernel (attnpick/backends/sdpa_pinned.py): never in auto's order, used on
-# request or by `--policy measured` when a bench showed one is fastest.
-PINNED_SDPA: dict[str, BackendSpec] = {
-    spec.name: spec
-    for spec in (
-        BackendSpec(name="sdpa_fa", title="SDPA, flash kernel only", hf_name="sdpa_fa", in_auto=False,
-                    sdpa_kernel="flash"),
-        BackendSpec(name="sdpa_efficient", title="SDPA, memory-efficient kernel only", hf_name="sdpa_efficient",
-                    devices=frozenset({"cuda", "rocm"}), in_auto=False, sdpa_kernel="efficient"),
-        BackendSpec(name="sdpa_cudnn", title="SDPA, cuDNN kernel only", hf_name="sdpa_cudnn",
-                    devices=frozenset({"cuda"}), min_capability=(8, 0), dtypes=HALF, in_auto=False,
-                    sdpa_kernel="cudnn"),
-        BackendSpec(name="sdpa_math", title="SDPA, math kernel only", hf_name="sdpa_math", in_auto=False,
-                    sdpa_kernel="math"),
-    )
-}
-CATALOG.update(PINNED_SDPA)
+CATALOG: dict[str, Backend] = {spec.name: spec for spec in BACKENDS}
+PINNED_SDPA: dict[str, Backend] = {spec.name: spec for spec in sdpa_pinned.BACKENDS}
+ORDER: tuple[str, ...] = tuple(name for name in CATALOG if name not in PINNED_SDPA)
 BACKEND_NAMES: tuple[str, ...] = tuple(CATALOG)
+
+# The distributions attnpick reports on, by their PyPI names, and the module an import check imports: the stack
+# every run needs, then each backend's own (derived, so a backend cannot be missing from the probe).
+STACK_MODULES: dict[str, str] = {
+    "torch": "torch",
+    "transformers": "transformers",
+    "peft": "peft",
+    "bitsandbytes": "bitsandbytes",
+    "kernels": "kernels",
+}
+PROBED_MODULES: dict[str, str] = {**STACK_MODULES, **{dist: module for spec in BACKENDS
+                                                      for dist, module in spec.modules.items()}}
+# Imported alone, in a child of their own: they patch the libraries imported after them.
+ISOLATED: tuple[str, ...] = tuple(dist for spec in BACKENDS if spec.import_alone for dist in spec.modules)
+
+
+def backend(name: str) -> Backend:
+    """The registered backend called `name`."""
+    return CATALOG[name]
+
+
+def is_loader(name: str) -> bool:
+    """Whether `name` is a whole-model loader (Unsloth) rather than an attention function."""
+    spec = CATALOG.get(name)
+    return spec is not None and spec.is_loader
+
+
+def loader_api(name: str) -> object | None:
+    """The own API (`FastLanguageModel`-shaped) of the model loader `name`, or None for an attention function."""
+    spec = CATALOG.get(name)
+    return spec.api() if spec is not None and spec.api is not None else None
+
+
+def ensure_registered(name: str) -> None:
+    """Register the attention implementation `name` needs in transformers, if it is one of attnpick's own."""
+    spec = CATALOG.get(name)
+    if spec is not None and spec.register is not None:
+        spec.register()
+
+
+def details_for_module(module: str) -> dict[str, object]:
+    """The facts a backend records beside a successful import of `module` (in the import-check child)."""
+    for spec in BACKENDS:
+        if spec.probe_details is not None and module in spec.modules.values():
+            return spec.probe_details()
+    return {}
+
 
 # The kernels hub's FlashAttention builds as transformers 5.24 maps them (modeling_flash_attention_utils:
 # FLASH_ATTN_KERNEL_FALLBACK, _VERSIONS, _DEVICES). Used only for a facts file that lacks the installed
@@ -206,19 +144,6 @@ def _torch_before(version: str, bound: str) -> bool:
     except InvalidVersion:
         return False
 
-# xformers wheels are built against one torch release each (xformers release notes); installing another
-# pairing gives "undefined symbol" at import. Torch releases not listed use the PyTorch index, which
-# carries the xformers build made for each CUDA flavour of torch.
-XFORMERS_FOR_TORCH: dict[str, str] = {
-    "2.4.1": "0.0.28.post1",
-    "2.5.1": "0.0.28.post3",
-    "2.6.0": "0.0.29.post3",
-    "2.7.0": "0.0.30",
-    "2.7.1": "0.0.31.post1",
-    "2.8.0": "0.0.32.post2",
-}
-
-
 @dataclass(frozen=True)
 class InstallHint:
     backend: str
@@ -231,17 +156,6 @@ class InstallHint:
         if self.note:
             out["note"] = self.note
         return out
-
-
-def xformers_command(torch_version: str | None, cuda: str | None) -> str:
-    """The pip command that installs the xformers build matching this torch, without replacing torch."""
-    base, _, _ = (torch_version or "").partition("+")
-    if base in XFORMERS_FOR_TORCH:
-        return f"pip install --no-deps xformers=={XFORMERS_FOR_TORCH[base]}"
-    if cuda:
-        tag = "cu" + cuda.replace(".", "")
-        return f"pip install --no-deps xformers --index-url https://download.pytorch.org/whl/{tag}"
-    return "pip install --no-deps xformers"
 
 
 def kernels_command(facts: EnvFacts) -> str:
@@ -275,7 +189,7 @@ def install_hints(facts: EnvFacts, missing: frozenset[str], kernels_usable: bool
         return hints + ([kernels_hint] if kernels_hint else [])
     if facts.os == "windows":
         if "xformers" in missing:
-            hints.append(InstallHint("xformers", xformers_command(facts.torch, facts.cuda),
+            hints.append(InstallHint("xformers", xformers.install_command(facts.torch, facts.cuda),
                                      "Windows: xFormers has prebuilt wheels; --no-deps keeps your torch."))
         if kernels_hint:
             hints.append(InstallHint(kernels_hint.backend, kernels_hint.command,
@@ -293,7 +207,7 @@ def install_hints(facts: EnvFacts, missing: frozenset[str], kernels_usable: bool
                                  "FlashAttention-2 built from source against your torch (needs nvcc; can take an "
                                  "hour)."))
     elif capability is not None and capability < (8, 0) and "xformers" in missing:
-        hints.append(InstallHint("xformers", xformers_command(facts.torch, facts.cuda),
+        hints.append(InstallHint("xformers", xformers.install_command(facts.torch, facts.cuda),
                                  "FlashAttention-2 needs compute capability 8.0; xFormers runs on this GPU."))
     return hints
 
@@ -303,7 +217,7 @@ def _hub_build(facts: EnvFacts, backend: str) -> bool:
     return kernel is not None and kernel.builds_for(facts.device.type)
 
 
-def _fits(spec: BackendSpec, capability: tuple[int, int]) -> bool:
+def _fits(spec: Backend, capability: tuple[int, int]) -> bool:
     if spec.min_capability and capability < spec.min_capability:
         return False
     return not (spec.capability_majors and capability[0] not in spec.capability_majors)

@@ -14,11 +14,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from attnpick.backends import ensure_registered
-from attnpick.backends.unsloth import load_unsloth, transformers_patched
-from attnpick.confirm import Confirmation, confirm, device_of
+from attnpick.backends.unsloth import transformers_patched
+from attnpick.catalog import CATALOG, ensure_registered, is_loader
+from attnpick.confirm import Confirmation, confirm, device_of, slow_kernel_note
 from attnpick.decision import Candidate, Decision, RankDifference, Reason
-from attnpick.errors import NoBackendError, UsageError
+from attnpick.errors import NoBackendError, UsageError, first_line
 from attnpick.facts import EnvFacts
 from attnpick.models import Architecture, Prepared, device_map, torch_device
 from attnpick.quantization import NF4, keep_trainable, nf4_config
@@ -140,7 +140,8 @@ def load_with(decision: Decision, prepared: Prepared, facts: EnvFacts,
         dtype=decision.dtype, device=str(device_of(loaded.model)), max_seq_length=options.max_seq_length,
         attempts=tuple(attempts), decision=decision, confirmation=loaded.confirmation,
         unsloth_kernel=loaded.unsloth_kernel, transformers_patched=_unsloth_patched(attempts),
-        notes=_notes(prepared, transformers_version),
+        notes=_notes(prepared, transformers_version) + tuple(
+            note for note in (slow_kernel_note(facts, decision, loaded.confirmation),) if note),
     )
     return loaded.model, loaded.tokenizer, report
 
@@ -159,8 +160,7 @@ def _attempt(cand: Candidate, dtype: str, prepared: Prepared, facts: EnvFacts,
     except UsageError:
         raise
     except Exception as exc:  # noqa: BLE001 - transformers has the final word; its message is the reason
-        text = str(exc).strip()
-        message = text.splitlines()[0][:400] if text else type(exc).__name__
+        message = first_line(exc) or type(exc).__name__
         reason = Reason("load_failed", f"need the model to load with {backend}, have {type(exc).__name__}: {message}")
         _free()
         return Attempt(backend, "load_failed", (reason,), time.monotonic() - start, smoke), None
@@ -182,16 +182,17 @@ def _raise_if_the_model_is_at_fault(attempts: list[Attempt], prepared: Prepared)
     if len(failed) < 2 or failed[-1] != failed[-2] or "out of memory" in failed[-1].lower():
         return
     raise UsageError(f"Model {prepared.name!r} fails to load the same way with every backend tried "
-                     f"({failed[-1][:300]}): the model folder {prepared.folder} is at fault, not the attention "
+                     f"({first_line(failed[-1])}): the model folder {prepared.folder} is at fault, not the attention "
                      "backend. Re-download it or fix its files.")
 
 
 def instantiate(cand: Candidate, prepared: Prepared, dtype: str, facts: EnvFacts,
                 options: LoadOptions) -> tuple[Any, Any, str | None]:
-    """(model, tokenizer, Unsloth's kernel or None): the model built with the candidate's attention."""
-    if cand.backend == "unsloth":
-        model, tokenizer, kernel = load_unsloth(prepared.load_folder, options.max_seq_length, dtype,
-                                                options.load_in_4bit)
+    """(model, tokenizer, a loader's own kernel or None): the model built with the candidate's attention, or by the
+    candidate itself when it is a model loader (Unsloth)."""
+    loader = CATALOG[cand.backend].load
+    if loader is not None:
+        model, tokenizer, kernel = loader(prepared.load_folder, options.max_seq_length, dtype, options.load_in_4bit)
         if options.load_in_4bit:
             keep_trainable(model)
         return model, tokenizer, kernel
@@ -229,10 +230,12 @@ def instantiate(cand: Candidate, prepared: Prepared, dtype: str, facts: EnvFacts
 
 
 def _unsloth_patched(attempts: list[Attempt]) -> bool | None:
-    """Whether transformers is patched in this process, once Unsloth was tried here or imported by the user;
-    None when Unsloth never came near this process."""
-    tried = any(a.backend == "unsloth" and a.outcome in ("loaded", "load_failed", "confirm_failed") for a in attempts)
-    if not tried and "unsloth" not in sys.modules:
+    """Whether transformers is patched in this process, once a patching loader (Unsloth) was tried here or imported
+    by the user; None when none came near this process."""
+    tried = any(is_loader(a.backend) and a.outcome in ("loaded", "load_failed", "confirm_failed") for a in attempts)
+    imported = any(module in sys.modules for spec in CATALOG.values() if spec.import_alone
+                   for module in spec.modules.values())
+    if not tried and not imported:
         return None
     return transformers_patched()
 

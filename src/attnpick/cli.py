@@ -18,18 +18,18 @@ import warnings
 from pathlib import Path
 from typing import Any, NoReturn
 
-from attnpick import files, tiny
+from attnpick import files, settings, tiny
 from attnpick.benchmark import MODES, bench, plot
 from attnpick.cache import cache_dir
 from attnpick.catalog import BACKEND_NAMES, DTYPES
 from attnpick.decision import Request, choose
-from attnpick.errors import AttnpickError, NoBackendError, UsageError
+from attnpick.errors import AttnpickError, NoBackendError, UsageError, first_line
 from attnpick.facts import EnvFacts
 from attnpick.loading import POLICIES, check_load_options, decide, load_model, request_for
 from attnpick.model_info import read_model_facts
 from attnpick.models import prepare
 from attnpick.parity import verify
-from attnpick.probe import BACKEND_ENV, collect_facts
+from attnpick.probe import collect_facts
 from attnpick.render import (
     facts_table,
     print_bench,
@@ -39,11 +39,11 @@ from attnpick.render import (
     print_train,
     print_verify,
 )
+from attnpick.settings import BACKEND_ENV
 from attnpick.subproc import SMOKE_TIMEOUT_S
 from attnpick.training.config import TrainConfig, cli_fields
 from attnpick.training.run import train
 
-DEBUG_ENV = "ATTNPICK_DEBUG"
 MODEL_HELP = f"{tiny.NAME} (default), a local folder laid out like the hub, or a hub id in the local cache"
 
 
@@ -398,7 +398,7 @@ def _log_unexpected(exc: BaseException) -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in argv or bool(os.environ.get(DEBUG_ENV))
+    debug = "--debug" in argv or settings.debug()
     _safe_streams()
     _quiet_libraries(debug)
     try:
@@ -415,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         log = _log_unexpected(exc)
         where = f"the traceback is in {log}" if log else "no log could be written"
-        message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        message = first_line(exc)
         print(f"attnpick: unexpected error: {type(exc).__name__}: {message} ({where}; rerun with --debug to see it "
               "here, and please report it)", file=sys.stderr)
         return 1

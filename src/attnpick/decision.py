@@ -22,14 +22,14 @@ from attnpick.catalog import (
     CATALOG,
     DTYPES,
     ORDER,
-    BackendSpec,
+    Backend,
     InstallHint,
     fetch_command,
     hub_kernel,
     install_hints,
     kernels_command,
 )
-from attnpick.errors import NoBackendError, UsageError
+from attnpick.errors import NoBackendError, UsageError, first_line
 from attnpick.facts import EnvFacts, HubKernel, ModelFacts
 
 Verdict = Literal["accepted", "rejected", "eligible"]
@@ -159,7 +159,7 @@ class Decision:
             "candidates": [c.to_dict() for c in self.candidates],
             "install_hints": [h.to_dict() for h in self.install_hints],
         }
-        if self.chosen == "unsloth":
+        if self.unsloth_kernel is not None:
             out["unsloth_kernel"] = self.unsloth_kernel
         if self.model_facts is not None:
             out["model"] = self.model_facts.to_dict()
@@ -190,17 +190,6 @@ def default_dtype(facts: EnvFacts) -> str:
     return "float32"
 
 
-def unsloth_kernel(facts: EnvFacts) -> str:
-    """The attention Unsloth itself dispatches to: flash-attn on sm80+ (or ROCm), else xformers, else SDPA."""
-    device = facts.device
-    cap = device.capability_tuple
-    if _usable(facts, "flash-attn") and (device.type == "rocm" or (device.type == "cuda" and cap and cap >= (8, 0))):
-        return "flash_attention_2"
-    if device.type == "cuda" and _usable(facts, "xformers"):
-        return "xformers"
-    return "sdpa"
-
-
 Provider = Literal["package", "hub", "torch"]
 
 
@@ -215,7 +204,7 @@ class Assessment:
     kernel: HubKernel | None = None
 
 
-def assess(spec: BackendSpec, facts: EnvFacts, request: Request, dtype: str,
+def assess(spec: Backend, facts: EnvFacts, request: Request, dtype: str,
            model_facts: ModelFacts | None = None) -> Assessment:
     """Every reason `spec` cannot run on `facts` for this request, through any of its providers.
 
@@ -248,7 +237,7 @@ def _assessed(reasons: list[Reason], provider: Provider, impl: str | None, kerne
     return Assessment((), provider, impl, kernel)
 
 
-def _request_reasons(spec: BackendSpec, facts: EnvFacts, request: Request) -> list[Reason]:
+def _request_reasons(spec: Backend, facts: EnvFacts, request: Request) -> list[Reason]:
     reasons: list[Reason] = []
     if spec.name in request.disabled:
         reasons.append(Reason("disabled", f"need {spec.name} enabled, have it disabled by ATTNPICK_DISABLE_BACKENDS"))
@@ -263,7 +252,19 @@ def _request_reasons(spec: BackendSpec, facts: EnvFacts, request: Request) -> li
     return reasons
 
 
-def _device_reasons(spec: BackendSpec, facts: EnvFacts, request: Request, devices: Collection[str]) -> list[Reason]:
+def _gqa_reasons(spec: Backend, facts: EnvFacts, model_facts: ModelFacts | None) -> list[Reason]:
+    """A backend whose GQA support came in a later torch than the backend itself."""
+    if not spec.gqa_min_torch or model_facts is None or not facts.torch:
+        return []
+    heads, kv_heads, _ = model_facts.attention_shape
+    if kv_heads == heads or _version(facts.torch) >= Version(spec.gqa_min_torch):
+        return []
+    return [Reason("torch_too_old_for_gqa", f"need torch >= {spec.gqa_min_torch} for {spec.title} with grouped-query "
+                   f"attention ({heads} query / {kv_heads} kv heads), have {facts.torch}",
+                   f"pip install -U 'torch>={spec.gqa_min_torch}'")]
+
+
+def _device_reasons(spec: Backend, facts: EnvFacts, request: Request, devices: Collection[str]) -> list[Reason]:
     device = facts.device
     if device.type in devices:
         return []
@@ -277,7 +278,7 @@ def _device_reasons(spec: BackendSpec, facts: EnvFacts, request: Request, device
     return [Reason("device_unsupported", f"need {wanted}, have {have_device}")]
 
 
-def _hardware_reasons(spec: BackendSpec, facts: EnvFacts, request: Request, dtype: str,
+def _hardware_reasons(spec: Backend, facts: EnvFacts, request: Request, dtype: str,
                       model_facts: ModelFacts | None) -> list[Reason]:
     reasons: list[Reason] = []
     device = facts.device
@@ -301,9 +302,14 @@ def _hardware_reasons(spec: BackendSpec, facts: EnvFacts, request: Request, dtyp
         if spec.sdpa_kernel not in have:
             reasons.append(Reason("sdpa_kernel_missing", f"need SDPA's {spec.sdpa_kernel} kernel, have "
                                   f"{', '.join(facts.sdpa_kernels)} in this torch build"))
+    elif spec.sdpa_kernel == "flash" and facts.os == "windows" and device.type == "cuda":
+        # A facts file that does not list the build's kernels: PyTorch's Windows CUDA builds ship no flash kernel.
+        reasons.append(Reason("sdpa_kernel_missing", "need SDPA's flash kernel, have a Windows torch build, which "
+                              "ships none (PyTorch builds FlashAttention into its Linux CUDA wheels only)"))
     if device.type == "cpu" and request.training and not spec.cpu_backward:
         reasons.append(Reason("no_cpu_backward",
                               f"need a backward pass for training, have {spec.title} on CPU, which has forward only"))
+    reasons += _gqa_reasons(spec, facts, model_facts)
     if model_facts is not None:
         head_dim = model_facts.head_dim
         if spec.max_head_dim and head_dim and head_dim > spec.max_head_dim:
@@ -317,7 +323,7 @@ def _hardware_reasons(spec: BackendSpec, facts: EnvFacts, request: Request, dtyp
     return reasons
 
 
-def _hub_reasons(spec: BackendSpec, facts: EnvFacts, kernel: HubKernel) -> list[Reason]:
+def _hub_reasons(spec: Backend, facts: EnvFacts, kernel: HubKernel) -> list[Reason]:
     """Why transformers cannot load `kernel` here: the `kernels` package, a build for this device, and a copy
     (local folder, local cache, or a reachable hub)."""
     reasons = _kernels_reasons(facts, f"{spec.title} from the kernels hub")
@@ -338,7 +344,7 @@ def _hub_reasons(spec: BackendSpec, facts: EnvFacts, kernel: HubKernel) -> list[
     return reasons
 
 
-def _merge_missing(spec: BackendSpec, facts: EnvFacts, kernel: HubKernel, package: list[Reason],
+def _merge_missing(spec: Backend, facts: EnvFacts, kernel: HubKernel, package: list[Reason],
                    hub: list[Reason]) -> list[Reason]:
     """Neither provider installed: one reason naming both and the quicker fix (kernels, where the hub has a build
     for this device). Otherwise every reason of both providers."""
@@ -374,11 +380,7 @@ def choose(facts: EnvFacts, request: Request | None = None, model_facts: ModelFa
         spec = CATALOG[name]
         assessment = assess(spec, facts, request, dtype, model_facts)
         reasons = assessment.reasons
-        note = None
-        if name == "unsloth" and not reasons and facts.device.type == "cpu":
-            note = "Unsloth's CPU mode: stock transformers + PEFT with sdpa, no Unsloth kernels"
-        if name == "sdpa" and facts.sdpa_kernels:
-            note = "SDPA kernels in this torch build: " + ", ".join(facts.sdpa_kernels)
+        note = spec.note(facts) if spec.note is not None and not (spec.is_loader and reasons) else None
         if reasons:
             verdict: Verdict = "rejected"
         elif chosen is None:
@@ -402,9 +404,15 @@ def choose(facts: EnvFacts, request: Request | None = None, model_facts: ModelFa
         dtype=dtype,
         candidates=tuple(candidates),
         install_hints=tuple(hints),
-        unsloth_kernel=unsloth_kernel(facts) if chosen == "unsloth" else None,
+        unsloth_kernel=_inner_kernel(facts, chosen),
         model_facts=model_facts,
     )
+
+
+def _inner_kernel(facts: EnvFacts, chosen: str | None) -> str | None:
+    """The attention kernel a chosen model loader dispatches to (Unsloth's), else None."""
+    spec = CATALOG.get(chosen or "")
+    return spec.inner_kernel(facts) if spec is not None and spec.inner_kernel is not None else None
 
 
 def _reordered(decision: Decision, candidates: Sequence[Candidate], chosen_by: str | None = None) -> Decision:
@@ -417,7 +425,7 @@ def _reordered(decision: Decision, candidates: Sequence[Candidate], chosen_by: s
             chosen = chosen or cand.backend
             cand = replace(cand, verdict=verdict)
         out.append(cand)
-    kernel = decision.unsloth_kernel if chosen == "unsloth" else None
+    kernel = decision.unsloth_kernel if chosen and CATALOG[chosen].is_loader else None
     return replace(decision, chosen=chosen, candidates=tuple(out), unsloth_kernel=kernel,
                    chosen_by=chosen_by or decision.chosen_by)
 
@@ -437,7 +445,7 @@ def rank_by_times(decision: Decision, times: Mapping[str, float], rejected: Mapp
     (failed parity, failed to measure) rejected with their reason. Unsloth, a whole-model loader rather than an
     attention kernel, keeps its place at the front when it is eligible: its speed is not an attention time."""
     notes = notes or {}
-    front = [c for c in decision.candidates if c.backend == "unsloth" and c.verdict != "rejected"]
+    front = [c for c in decision.candidates if CATALOG[c.backend].is_loader and c.verdict != "rejected"]
     ranked = [Candidate(name, "eligible", note=notes.get(name)) for name in sorted(times, key=lambda n: times[n])
               if name not in rejected]
     known = {c.backend for c in (*front, *ranked)}
@@ -482,7 +490,7 @@ def common_to_ranks(decision: Decision, per_rank: Sequence[Mapping[str, str | No
     return _reordered(decision, candidates, chosen_by="agreed by every rank"), tuple(differing)
 
 
-def _package_reasons(spec: BackendSpec, facts: EnvFacts) -> list[Reason]:
+def _package_reasons(spec: Backend, facts: EnvFacts) -> list[Reason]:
     assert spec.distribution is not None
     dist = spec.distribution
     pkg = facts.package(dist)
@@ -493,7 +501,7 @@ def _package_reasons(spec: BackendSpec, facts: EnvFacts) -> list[Reason]:
         reasons.append(Reason("version_unsupported", f"need {dist} {spec.versions}, have {pkg.version}",
                               f"pip install '{dist}{spec.versions}'"))
     if pkg.importable is False:
-        error = (pkg.error or "unknown error").strip().splitlines()[-1][:300]
+        error = first_line(pkg.error, last=True) or "unknown error"
         if "undefined symbol" in error:
             reasons.append(Reason("abi_mismatch",
                                   f"need {dist} built for torch {facts.torch}, "
@@ -519,7 +527,7 @@ def _kernels_reasons(facts: EnvFacts, title: str) -> list[Reason]:
     if pkg.version is None:
         return [Reason("kernels_missing", f"need kernels installed for {title}, have none", kernels_command(facts))]
     if pkg.importable is False:
-        error = (pkg.error or "unknown error").strip().splitlines()[-1][:300]
+        error = first_line(pkg.error, last=True) or "unknown error"
         return [Reason("kernels_not_importable", f"need kernels to import, have an import error: {error}",
                        f"pip install --force-reinstall {kernels_command(facts).removeprefix('pip install ')}")]
     if facts.hub.kernels_range and not _in_range(pkg.version, facts.hub.kernels_range):
@@ -536,11 +544,6 @@ def _kernels_usable(facts: EnvFacts) -> bool:
 
 def _have_device(facts: EnvFacts) -> str:
     return _DEVICE_WORDS[facts.device.type] + (f" ({facts.device.name})" if facts.device.name else "")
-
-
-def _usable(facts: EnvFacts, distribution: str) -> bool:
-    pkg = facts.package(distribution)
-    return pkg.version is not None and pkg.importable is not False
 
 
 def _in_range(version: str, spec: str) -> bool:

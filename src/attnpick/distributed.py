@@ -7,17 +7,14 @@ rank. torch.distributed does the communicating; nothing here decides.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
+from attnpick import settings
 from attnpick.decision import Decision, RankDifference, common_to_ranks
 from attnpick.facts import EnvFacts, ModelFacts
 from attnpick.smoke import run_smoke, smoke_job
 
-
-def rank_and_world() -> tuple[int, int]:
-    """(rank, world size) from the environment torchrun and accelerate set; (0, 1) for a plain process."""
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+rank_and_world = settings.rank_and_world  # one reading of RANK and WORLD_SIZE (attnpick.settings)
 
 
 def init_process_group() -> None:

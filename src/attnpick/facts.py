@@ -20,23 +20,6 @@ DeviceType = Literal["cuda", "rocm", "mps", "xpu", "cpu"]
 OS_NAMES: tuple[str, ...] = ("linux", "windows", "darwin")
 DEVICE_TYPES: tuple[str, ...] = ("cuda", "rocm", "mps", "xpu", "cpu")
 
-# The distributions attnpick reports on, by their PyPI names, and the module an import check imports.
-# flash-attn and flash-attn-4 both install the `flash_attn` package; transformers tells them apart by
-# distribution name, and so do we.
-PROBED_MODULES: dict[str, str] = {
-    "torch": "torch",
-    "transformers": "transformers",
-    "peft": "peft",
-    "bitsandbytes": "bitsandbytes",
-    "flash-attn": "flash_attn",
-    "flash-attn-3": "flash_attn_interface",
-    "flash-attn-4": "flash_attn.cute",
-    "xformers": "xformers.ops",
-    "kernels": "kernels",
-    "unsloth": "unsloth",
-}
-
-
 @dataclass(frozen=True)
 class PackageFacts:
     """One distribution: installed version, whether it imports, and the import error text if not."""
@@ -170,6 +153,11 @@ class EnvFacts:
         """The facts of one distribution; an absent one counts as not installed."""
         return self.packages.get(distribution, NOT_INSTALLED)
 
+    def usable(self, distribution: str) -> bool:
+        """Installed and not known to fail its import."""
+        pkg = self.package(distribution)
+        return pkg.version is not None and pkg.importable is not False
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema": self.schema,
@@ -251,6 +239,13 @@ class ModelFacts:
     has_sinks: bool = False
     remote_code: bool = False
     folder: str | None = None
+
+    @property
+    def attention_shape(self) -> tuple[int, int, int]:
+        """(query heads, kv heads, head_dim) as smoke runs, benchmarks and caches use them: a config that does not
+        say gets 8 heads, as many kv heads as query heads (no GQA), and head_dim 64."""
+        heads = self.num_attention_heads or 8
+        return heads, self.num_key_value_heads or heads, self.head_dim or 64
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -16,12 +16,12 @@ vocabulary resize, a device placement attnpick does not do) are refused with a `
 from __future__ import annotations
 
 import inspect
-import os
 import sys
 import warnings
 from typing import Any
 
-from attnpick import lora
+from attnpick import lora, settings
+from attnpick.catalog import loader_api
 from attnpick.chain import LoadReport
 from attnpick.errors import UsageError
 from attnpick.loading import load_model
@@ -29,7 +29,6 @@ from attnpick.quantization import keep_trainable
 
 REPORT_ATTR = "attnpick_report"
 TOKENIZER_ATTR = "_attnpick_tokenizer"
-BANNER_ENV = "ATTNPICK_NO_BANNER"
 LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # Placements that, on one device, all mean "the whole model on the machine's device" (what attnpick does).
 ONE_DEVICE_MAPS = {None, "sequential", "auto", "balanced"}
@@ -149,9 +148,8 @@ class FastLanguageModel:
         """
         report = _report_of(model)
         targets = LLAMA_PROJECTIONS if target_modules is None else target_modules
-        if report.chosen == "unsloth":
-            from unsloth import FastLanguageModel as Unsloth  # Unsloth loaded the model: it is imported already
-
+        own = loader_api(report.chosen)
+        if own is not None:  # a model loader (Unsloth) loaded the model: its own get_peft_model
             given = {"r": r, "target_modules": targets, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout,
                      "bias": bias, "layers_to_transform": layers_to_transform, "layers_pattern": layers_pattern,
                      "finetune_last_n_layers": finetune_last_n_layers,
@@ -164,7 +162,7 @@ class FastLanguageModel:
             defaults = {name: p.default for name, p in inspect.signature(FastLanguageModel.get_peft_model)
                         .parameters.items()}
             changed = {k: v for k, v in given.items() if not (v is defaults.get(k) or v == defaults.get(k))}
-            peft_model = Unsloth.get_peft_model(model, **changed, **kwargs)
+            peft_model = own.get_peft_model(model, **changed, **kwargs)  # type: ignore[attr-defined]
         else:
             if qat_scheme is not None or target_parameters is not None:
                 raise UsageError("qat_scheme and target_parameters are Unsloth features; without Unsloth as the "
@@ -187,10 +185,9 @@ class FastLanguageModel:
     @staticmethod
     def for_inference(model: Any) -> Any:
         """Ready for `generate`: eval mode, the KV cache on, gradient checkpointing off, left padding."""
-        if _report_of(model).chosen == "unsloth":
-            from unsloth import FastLanguageModel as Unsloth
-
-            return Unsloth.for_inference(model)
+        own = loader_api(_report_of(model).chosen)
+        if own is not None:
+            return own.for_inference(model)  # type: ignore[attr-defined]
         if lora.checkpointing(model):
             lora.set_checkpointing(model, False)
         model.eval()
@@ -202,10 +199,9 @@ class FastLanguageModel:
     def for_training(model: Any, use_gradient_checkpointing: Any = None) -> Any:
         """Back to training: train mode, the KV cache off (a cache leaks across packed samples), gradient
         checkpointing as `get_peft_model` set it (or as given), right padding, 4-bit layers trainable."""
-        if _report_of(model).chosen == "unsloth":
-            from unsloth import FastLanguageModel as Unsloth
-
-            return Unsloth.for_training(model, use_gradient_checkpointing=use_gradient_checkpointing)
+        own = loader_api(_report_of(model).chosen)
+        if own is not None:
+            return own.for_training(model, use_gradient_checkpointing=use_gradient_checkpointing)  # type: ignore
         if use_gradient_checkpointing is None:
             use_gradient_checkpointing = getattr(model, "_attnpick_checkpointing_default", False)
         if use_gradient_checkpointing in (True, "unsloth"):
@@ -270,7 +266,7 @@ def _tokenizer_side(model: Any, side: str) -> None:
 
 def _banner(report: LoadReport) -> None:
     """Two lines on stderr, as Unsloth prints its own: the backend and its proof, and what was ruled out."""
-    if os.environ.get(BANNER_ENV):
+    if settings.no_banner():
         return
     conf = report.confirmation
     ran = ", ".join(f"{name.rsplit('.', 1)[-1]} x{n}" for name, n in (conf.calls or conf.forwards).items()) \

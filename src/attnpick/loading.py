@@ -14,8 +14,10 @@ from attnpick.errors import UsageError
 from attnpick.facts import EnvFacts
 from attnpick.models import MAX_SEQ_LENGTH_LIMIT, Prepared, dtype_name, prepare
 from attnpick.policy import measured_decision
-from attnpick.probe import BACKEND_ENV, backend_from_env, collect_facts, disabled_backends
+from attnpick.probe import collect_facts
 from attnpick.quantization import require_bitsandbytes
+from attnpick.settings import BACKEND_ENV, disabled_backends
+from attnpick.settings import backend as backend_from_env
 from attnpick.subproc import SMOKE_TIMEOUT_S, check_timeout
 from attnpick.verdicts import parity_failures
 

@@ -98,6 +98,18 @@ class Prepared:
     def random_weights(self) -> bool:
         return self.found_in == "random"
 
+    def load_arguments(self) -> dict[str, Any]:
+        """`load_model` keywords that prepare this same model again (in a child process): the resolved folder (a hub
+        snapshot needs no token or revision any more), the architecture path as decided here."""
+        return {"model_name": self.name if self.found_in in ("tiny", "random") else str(self.folder),
+                "trust_remote_code": self.architecture == "remote_code",
+                "force_llama_mapping": self.architecture == "llama_mapping"}
+
+
+def as_prepared(model: str | Prepared) -> Prepared:
+    """A model name prepared with the defaults, or a model the caller prepared already (with its own flags)."""
+    return model if isinstance(model, Prepared) else prepare(model)
+
 
 def prepare(model_name: str, trust_remote_code: bool = False, force_llama_mapping: bool = False,
             token: str | None = None, revision: str | None = None) -> Prepared:

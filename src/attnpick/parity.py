@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from attnpick import tiny
-from attnpick.backends import ensure_registered
-from attnpick.catalog import CATALOG, ORDER, PINNED_SDPA
-from attnpick.decision import Reason, Request, choose
+from attnpick.catalog import BACKEND_NAMES, CATALOG, ensure_registered, is_loader
+from attnpick.decision import Decision, Reason, Request, choose
+from attnpick.errors import first_line
 from attnpick.facts import EnvFacts
-from attnpick.models import prepare, torch_device
+from attnpick.models import Prepared, as_prepared, torch_device
 from attnpick.probe import collect_facts
 from attnpick.smoke import runnability
 from attnpick.subproc import SMOKE_TIMEOUT_S
@@ -142,14 +142,15 @@ def fixed_batch(tokenizer: Any, device: Any) -> dict[str, Any]:
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
 
 
-def _run(folder: str, impl: str, dtype: str, device: Any, lora: bool) -> tuple[Any, Any, dict[str, Any]]:
+def _run(prepared: Prepared, impl: str, dtype: str, device: Any, lora: bool) -> tuple[Any, Any, dict[str, Any]]:
     import torch  # heavy: only when a model runs
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     ensure_registered(impl)
-    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    folder, remote_code = str(prepared.load_folder), prepared.architecture == "remote_code"
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=remote_code)
     model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation=impl, dtype=getattr(torch, dtype),
-                                                 trust_remote_code=False).to(device)
+                                                 trust_remote_code=remote_code).to(device)
     model.eval()  # no dropout; gradients still flow
     if lora:
         from peft import LoraConfig, get_peft_model
@@ -193,30 +194,33 @@ def compare(backend: str, dtype: str, reference: tuple[Any, Any, dict[str, Any]]
     })
 
 
-def verify(model_name: str = tiny.NAME, backends: list[str] | None = None, dtype: str | None = None,
-           lora: bool = False, facts: EnvFacts | None = None, smoke_timeout: float = SMOKE_TIMEOUT_S) -> VerifyReport:
+def verify(model: str | Prepared = tiny.NAME, backends: list[str] | None = None, dtype: str | None = None,
+           lora: bool = False, facts: EnvFacts | None = None, smoke_timeout: float = SMOKE_TIMEOUT_S,
+           decision: Decision | None = None) -> VerifyReport:
     """Compare every backend that passes its smoke run with eager float32 on a fixed padded batch.
 
     Args:
-        model_name: as for `load_model`.
+        model: a name as for `load_model`, or a model prepared already (`attnpick.models.prepare`, with its
+            trust_remote_code and Llama-mapping flags).
         backends: names to check; default: every backend the decision accepts here, pinned SDPA kernels too.
         dtype: the dtype the backends run in (default: the device's best); the reference is always float32.
         lora: attach the same LoRA (seeded) to every model and compare LoRA gradients only.
+        decision: the caller's decision; its dtype is the backends' dtype.
 
     Returns:
         A `VerifyReport`; `ok` is False when any backend failed parity.
     """
     import torch  # heavy: only when models run
 
-    prepared = prepare(model_name)
+    prepared = as_prepared(model)
     facts = facts or collect_facts()
     model_facts = prepared.model_facts
-    decision = choose(facts, Request.from_names(None, dtype), model_facts)
-    names = backends or [n for n in (*ORDER, *PINNED_SDPA) if n != "unsloth"]
+    decision = decision or choose(facts, Request.from_names(None, dtype), model_facts)
+    names = backends or [n for n in BACKEND_NAMES if not is_loader(n)]
     skipped: dict[str, Reason] = {}
     to_check: dict[str, str] = {}  # backend -> the attn_implementation it runs as
     for name in names:
-        if name == "unsloth":
+        if is_loader(name):
             skipped[name] = Reason("not_comparable", "need an attention function to compare, have Unsloth, which "
                                    "patches the model classes; its parity is checked through its own loader")
             continue
@@ -230,15 +234,14 @@ def verify(model_name: str = tiny.NAME, backends: list[str] | None = None, dtype
             skipped[name] = runs.reasons[0]
 
     device = torch.device(torch_device(facts))
-    folder = str(prepared.load_folder)
-    reference = _run(folder, "eager", "float32", device, lora)
+    reference = _run(prepared, "eager", "float32", device, lora)
     results = []
     for name, impl in to_check.items():
         try:
-            result = compare(name, decision.dtype, reference, _run(folder, impl, decision.dtype, device, lora))
+            result = compare(name, decision.dtype, reference, _run(prepared, impl, decision.dtype, device, lora))
         except Exception as exc:  # noqa: BLE001 - a backend that cannot run the batch fails parity
-            result = BackendParity(name, decision.dtype, error=f"{type(exc).__name__}: {exc}"[:400])
+            result = BackendParity(name, decision.dtype, error=f"{type(exc).__name__}: {first_line(exc)}")
         if name in CATALOG:
             record_parity(facts, model_facts, result.to_dict())
         results.append(result)
-    return VerifyReport(model_name, decision.dtype, "eager float32", lora, tuple(results), skipped, facts)
+    return VerifyReport(prepared.name, decision.dtype, "eager float32", lora, tuple(results), skipped, facts)

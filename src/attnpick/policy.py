@@ -10,7 +10,7 @@ from typing import Any
 
 from attnpick import cache
 from attnpick.benchmark import bench, fmt_seconds
-from attnpick.catalog import PINNED_SDPA
+from attnpick.catalog import PINNED_SDPA, is_loader
 from attnpick.decision import Decision, Reason, Request, choose, rank_by_times
 from attnpick.facts import EnvFacts
 from attnpick.models import Prepared
@@ -28,15 +28,15 @@ def measured_decision(facts: EnvFacts, decision: Decision, prepared: Prepared, s
     the ones failing parity or the measurement rejected with their reason."""
     model_facts = prepared.model_facts
     key = {"facts": facts.to_dict(), "dtype": decision.dtype, "seq": seq, "batch": batch,
-           "model": [model_facts.num_attention_heads, model_facts.num_key_value_heads, model_facts.head_dim]}
+           "model": list(model_facts.attention_shape)}
     path, hit = cache.cached("measured", key, _valid)
     if not use_cache or hit is None:
-        candidates = [name for name in decision.runnable if name != "unsloth"]
+        candidates = [name for name in decision.runnable if not is_loader(name)]
         candidates += [name for name in PINNED_SDPA
                        if not choose(facts, Request(name, decision.dtype, origin="measured"),
                                      model_facts).candidate(name).reasons]
-        report = bench(prepared.name, seq_lens=(seq,), batch=batch, mode="kernel", backends=candidates,
-                       dtype=decision.dtype, facts=facts)
+        report = bench(prepared, seq_lens=(seq,), batch=batch, mode="kernel", backends=candidates,
+                       dtype=decision.dtype, facts=facts, decision=decision)
         times = {r.backend: r.metrics["forward_backward"]["median_s"] for r in report.rows if r.ok}
         failed = {r.backend: Reason("not_measured", f"need a measured run, have: {r.error}")
                   for r in report.rows if not r.ok}

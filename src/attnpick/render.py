@@ -8,10 +8,10 @@ from rich.console import Console
 from rich.table import Table
 
 from attnpick.benchmark import BenchReport, fmt_seconds, speedups, spread
-from attnpick.catalog import CATALOG
+from attnpick.catalog import CATALOG, PROBED_MODULES
 from attnpick.chain import LoadReport
 from attnpick.decision import Decision
-from attnpick.facts import PROBED_MODULES, EnvFacts
+from attnpick.facts import EnvFacts
 from attnpick.parity import VerifyReport
 from attnpick.training import TrainReport
 
@@ -81,7 +81,7 @@ def summary_line(decision: Decision) -> str:
     if decision.chosen is None:
         return "No backend can run here; see the reasons above."
     line = f"Chosen: {decision.chosen} ({decision.chosen_by}, {decision.dtype})"
-    if decision.chosen == "unsloth":
+    if decision.unsloth_kernel:
         line += f"; Unsloth's own attention kernel: {decision.unsloth_kernel}"
     return line
 
@@ -150,6 +150,7 @@ def print_load_report(console: Console, report: LoadReport) -> None:
         status = {True: "confirmed", False: "NOT confirmed", None: "unconfirmed"}[conf.ok]
         console.print(f"Confirmation: {status}: {ran} over {conf.layers} layers"
                       + (f" ({conf.note})" if conf.note else ""))
+        console.print(f"Kernel: {conf.kernel_line() or 'not named by the profiler'}", markup=False)
     console.print(f"Model: {report.model_class} ({report.architecture}), transformers {report.transformers}, "
                   f"quantization: {report.quantization or 'none'}, max_seq_length {report.max_seq_length}")
     for note in report.notes:
@@ -229,6 +230,11 @@ def print_train(console: Console, report: TrainReport) -> None:
     conf = load.confirmation
     ran = ", ".join(f"{k} x{v}" for k, v in ((conf.calls or conf.forwards) if conf else {}).items())
     console.print(f"Confirmed: {ran or 'unconfirmed'}")
+    if conf is not None and conf.kernel_line():
+        console.print(f"Kernel: {conf.kernel_line()}", markup=False)
+    for note in load.notes:
+        if note.startswith("WARNING"):
+            console.print(note, style="bold yellow", markup=False)
     first, last = (report.losses[0][1], report.losses[-1][1]) if report.losses else (float("nan"), float("nan"))
     console.print(f"[bold]Trained[/] {report.model} with {report.backend}"
                   + (f" (Unsloth kernel {load.unsloth_kernel})" if load.unsloth_kernel else "")

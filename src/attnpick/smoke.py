@@ -42,7 +42,7 @@ def smoke_job(candidate: Candidate, facts: EnvFacts, model_facts: ModelFacts | N
               training: bool = True) -> dict[str, Any]:
     """The child's job: backend, the exact attn_implementation (a hub kernel repo for the hub provider, with its
     pinned version), device, dtype and the model's attention shapes (GQA as the model has it)."""
-    heads = (model_facts.num_attention_heads if model_facts else None) or 8
+    heads, kv_heads, head_dim = (model_facts or ModelFacts()).attention_shape
     kernel = candidate.kernel
     return {
         "backend": candidate.backend,
@@ -51,8 +51,8 @@ def smoke_job(candidate: Candidate, facts: EnvFacts, model_facts: ModelFacts | N
         "device": torch_device(facts),
         "dtype": dtype,
         "heads": heads,
-        "kv_heads": (model_facts.num_key_value_heads if model_facts else None) or heads,
-        "head_dim": (model_facts.head_dim if model_facts else None) or 64,
+        "kv_heads": kv_heads,
+        "head_dim": head_dim,
         "seq": seq,
         "training": training,
     }

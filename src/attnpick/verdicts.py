@@ -17,7 +17,7 @@ KIND = "parity"
 
 def _key(facts: EnvFacts, backend: str, dtype: str, model_facts: ModelFacts) -> dict[str, Any]:
     return {"facts": facts.to_dict(), "backend": backend, "dtype": dtype,
-            "shape": [model_facts.num_attention_heads, model_facts.num_key_value_heads, model_facts.head_dim]}
+            "shape": list(model_facts.attention_shape)}
 
 
 def _valid(value: Any) -> bool:

@@ -1,15 +1,2 @@
-"""Backends transformers lacks or loads differently: xFormers and pinned SDPA kernels (registration), and
-Unsloth (its loader)."""
-
-from __future__ import annotations
-
-from attnpick.backends.sdpa_pinned import PINNED, register_pinned_sdpa
-from attnpick.backends.xformers import register_xformers
-
-
-def ensure_registered(backend: str) -> None:
-    """Register the attention implementation `backend` needs in transformers, if it is one of attnpick's."""
-    if backend == "xformers":
-        register_xformers()
-    elif backend in PINNED:
-        register_pinned_sdpa()
+"""One file per attention backend, each exporting a `Backend` (`base.py`); `attnpick.catalog` is their ordered
+registry. Adding a backend: one file here, one line in `catalog.BACKENDS`, one row in the decision tests."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from attnpick.backends.base import HALF, Backend
+
 # attn_implementation name -> torch.nn.attention.SDPBackend member
 PINNED = {
     "sdpa_fa": "FLASH_ATTENTION",
@@ -39,3 +41,15 @@ def register_pinned_sdpa() -> None:
     for name, member in PINNED.items():
         AttentionInterface.register(name, _pinned(member))
         AttentionMaskInterface.register(name, sdpa_mask)
+
+
+BACKENDS: tuple[Backend, ...] = (
+    Backend(name="sdpa_fa", title="SDPA, flash kernel only", hf_name="sdpa_fa", in_auto=False, sdpa_kernel="flash",
+            register=register_pinned_sdpa),
+    Backend(name="sdpa_efficient", title="SDPA, memory-efficient kernel only", hf_name="sdpa_efficient",
+            devices=frozenset({"cuda", "rocm"}), in_auto=False, sdpa_kernel="efficient", register=register_pinned_sdpa),
+    Backend(name="sdpa_cudnn", title="SDPA, cuDNN kernel only", hf_name="sdpa_cudnn", devices=frozenset({"cuda"}),
+            min_capability=(8, 0), dtypes=HALF, in_auto=False, sdpa_kernel="cudnn", register=register_pinned_sdpa),
+    Backend(name="sdpa_math", title="SDPA, math kernel only", hf_name="sdpa_math", in_auto=False, sdpa_kernel="math",
+            register=register_pinned_sdpa),
+)

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from attnpick.backends.base import GPU_TYPES, Backend
+
+if TYPE_CHECKING:
+    from attnpick.facts import EnvFacts
 
 # Functions Unsloth replaces on import or on load; any of them living outside transformers means patched.
 _PATCH_POINTS = (
@@ -61,3 +66,47 @@ def load_unsloth(folder: Path, max_seq_length: int, dtype: str, load_in_4bit: bo
         load_in_4bit=load_in_4bit, local_files_only=True, trust_remote_code=False,
     )
     return model, tokenizer, unsloth_kernel_in_process()
+
+
+def inner_kernel(facts: EnvFacts) -> str:
+    """The attention Unsloth itself dispatches to on `facts` (its `models/_utils.py`): flash-attn on sm80+ (or ROCm),
+    else xformers, else SDPA."""
+    device = facts.device
+    cap = device.capability_tuple
+    if facts.usable("flash-attn") and (device.type == "rocm" or (device.type == "cuda" and cap and cap >= (8, 0))):
+        return "flash_attention_2"
+    if device.type == "cuda" and facts.usable("xformers"):
+        return "xformers"
+    return "sdpa"
+
+
+def api() -> Any:
+    """Unsloth's own `FastLanguageModel` (imported already: Unsloth loaded the model)."""
+    from unsloth import FastLanguageModel
+
+    return FastLanguageModel
+
+
+def _note(facts: EnvFacts) -> str | None:
+    if facts.device.type == "cpu":
+        return "Unsloth's CPU mode: stock transformers + PEFT with sdpa, no Unsloth kernels"
+    return None
+
+
+BACKEND = Backend(
+    name="unsloth",
+    title="Unsloth",
+    hf_name=None,
+    kind="loader",
+    distribution="unsloth",
+    modules={"unsloth": "unsloth"},
+    import_alone=True,
+    devices=GPU_TYPES,
+    min_capability=(7, 0),
+    bf16_min_capability=(8, 0),
+    cpu_mode_forced_only=True,
+    load=load_unsloth,
+    note=_note,
+    inner_kernel=inner_kernel,
+    api=api,
+)

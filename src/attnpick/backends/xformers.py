@@ -19,7 +19,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from attnpick.backends.base import Backend
+
 NAME = "xformers"
+
+# xformers wheels are built against one torch release each (xformers release notes); installing another
+# pairing gives "undefined symbol" at import. Torch releases not listed use the PyTorch index, which
+# carries the xformers build made for each CUDA flavour of torch.
+XFORMERS_FOR_TORCH: dict[str, str] = {
+    "2.4.1": "0.0.28.post1",
+    "2.5.1": "0.0.28.post3",
+    "2.6.0": "0.0.29.post3",
+    "2.7.0": "0.0.30",
+    "2.7.1": "0.0.31.post1",
+    "2.8.0": "0.0.32.post2",
+}
 
 # What the kernel is asked to do: ("none", None), ("causal", None) meaning bottom-right aligned, or
 # ("bias", tensor [B, G, H, Sq, Skv]).
@@ -123,3 +137,51 @@ def register_xformers() -> None:
 
     AttentionInterface.register(NAME, xformers_attention_forward)
     AttentionMaskInterface.register(NAME, xformers_mask)
+
+
+def install_command(torch_version: str | None, cuda: str | None) -> str:
+    """The pip command that installs the xformers build matching this torch, without replacing torch."""
+    base, _, _ = (torch_version or "").partition("+")
+    if base in XFORMERS_FOR_TORCH:
+        return f"pip install --no-deps xformers=={XFORMERS_FOR_TORCH[base]}"
+    if cuda:
+        tag = "cu" + cuda.replace(".", "")
+        return f"pip install --no-deps xformers --index-url https://download.pytorch.org/whl/{tag}"
+    return "pip install --no-deps xformers"
+
+
+def probe_details() -> dict[str, Any]:
+    """Run after `import xformers.ops` in the import-check child: whether the compiled kernels are there and which
+    torch they were built for (a build for another torch fails at the first call, not at import)."""
+    import xformers
+
+    details: dict[str, Any] = {}
+    has_cpp = getattr(xformers, "_has_cpp_library", None)
+    if isinstance(has_cpp, bool):
+        details["cpp_library"] = has_cpp
+    try:
+        from xformers import _cpp_lib
+
+        meta = getattr(_cpp_lib, "_build_metadata", None)
+        torch_version = getattr(meta, "torch_version", None)
+        if torch_version:
+            details["built_for_torch"] = str(torch_version)
+    except Exception:  # noqa: BLE001 - build metadata is optional across xformers releases
+        pass
+    return details
+
+
+BACKEND = Backend(
+    name=NAME,
+    title="xFormers",
+    hf_name=NAME,
+    distribution="xformers",
+    modules={"xformers": "xformers.ops"},
+    devices=frozenset({"cuda"}),
+    bf16_min_capability=(8, 0),
+    softcapping=False,
+    sinks=False,
+    needs_kernels_check=True,
+    register=register_xformers,
+    probe_details=probe_details,
+)

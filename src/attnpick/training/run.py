@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from attnpick import distributed
+from attnpick.catalog import loader_api
 from attnpick.chain import LoadReport
 from attnpick.errors import UsageError
 from attnpick.loading import load_model
@@ -156,10 +157,9 @@ def _attach_lora(model: Any, config: TrainConfig, backend: str) -> Any:
     from transformers import set_seed  # heavy; seeds python, numpy and torch as the Trainer will
 
     set_seed(config.seed)  # LoRA's A matrices are drawn now, before the Trainer seeds anything
-    if backend == "unsloth":
-        from unsloth import FastLanguageModel  # already imported: Unsloth loaded the model
-
-        model = FastLanguageModel.get_peft_model(model, r=config.lora_r, lora_alpha=config.lora_alpha,
+    own = loader_api(backend)
+    if own is not None:  # a model loader (Unsloth) attaches its own LoRA
+        model = own.get_peft_model(  # type: ignore[attr-defined]model, r=config.lora_r, lora_alpha=config.lora_alpha,
                                                  lora_dropout=config.lora_dropout,
                                                  target_modules=config.target_modules, random_state=config.seed)
     else:

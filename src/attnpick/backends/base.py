@@ -1,0 +1,87 @@
+"""`Backend`: everything attnpick knows about one attention backend, in one frozen object.
+
+Each file in `attnpick/backends/` exports one `BACKEND` (pinned SDPA: one per kernel) and `attnpick.catalog` lists
+them in order. Requirements are data read by one generic checker (`attnpick.decision.assess`); behaviour is a few
+hooks, each optional:
+
+- `register()`: add the backend's attention function (and mask function) to transformers' interfaces;
+- `load(folder, max_seq_length, dtype, load_in_4bit)`: for a model loader (`kind="loader"`, Unsloth) that builds the
+  model itself instead of giving transformers an attention function;
+- `probe_details()`: facts an import check records beside "it imports" (xFormers: built for which torch);
+- `note(facts)`: a line shown beside the verdict;
+- `inner_kernel(facts)`: for a loader, the attention kernel it dispatches to;
+- `api()`: for a loader, its own `FastLanguageModel`-shaped API (`get_peft_model`, `for_inference`, `for_training`),
+  which attnpick's drop-in and `attnpick train` hand a model it loaded back to.
+
+Heavy libraries are imported inside the hooks only: importing a backend file costs nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from attnpick.facts import EnvFacts
+
+DTYPES: tuple[str, ...] = ("bfloat16", "float16", "float32")
+HALF = frozenset({"bfloat16", "float16"})
+ANY_DTYPE = frozenset(DTYPES)
+GPU_TYPES = frozenset({"cuda", "rocm", "xpu"})
+ALL_DEVICES = frozenset({"cuda", "rocm", "mps", "xpu", "cpu"})
+
+Kind = Literal["attention", "loader"]
+Provider = Literal["package", "hub", "torch"]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One backend: what it needs (capability bounds apply to NVIDIA `cuda` devices only) and how it runs.
+
+    `modules` maps each distribution the backend needs to the module an import check imports (flash-attn and
+    flash-attn-4 both install `flash_attn`: transformers tells them apart by distribution, and so does attnpick).
+    `import_alone`: the module patches other libraries on import (Unsloth), so its import check runs in a child of
+    its own and it is imported before torch wherever it runs.
+    """
+
+    name: str
+    title: str
+    hf_name: str | None
+    kind: Kind = "attention"
+    distribution: str | None = None
+    versions: str = ""
+    modules: dict[str, str] = field(default_factory=dict)
+    import_alone: bool = False
+    devices: frozenset[str] = ALL_DEVICES
+    min_capability: tuple[int, int] | None = None
+    capability_majors: frozenset[int] | None = None
+    dtypes: frozenset[str] = ANY_DTYPE
+    bf16_min_capability: tuple[int, int] | None = None
+    max_head_dim: int | None = None
+    min_torch: str | None = None
+    gqa_min_torch: str | None = None  # grouped-query attention (fewer kv heads than query heads) needs this torch
+    softcapping: bool = True
+    sinks: bool = True
+    cpu_backward: bool = True
+    in_auto: bool = True
+    cpu_mode_forced_only: bool = False
+    needs_kernels_check: bool = False
+    sdpa_kernel: str | None = None  # the SDPA kernel this backend needs in the torch build (facts.sdpa_kernels)
+    hub: bool = False  # transformers can also load this backend from the kernels hub (`kernels` package)
+    register: Callable[[], None] | None = field(default=None, compare=False)
+    load: Callable[..., tuple[Any, Any, str]] | None = field(default=None, compare=False)
+    probe_details: Callable[[], dict[str, Any]] | None = field(default=None, compare=False)
+    note: Callable[[EnvFacts], str | None] | None = field(default=None, compare=False)
+    inner_kernel: Callable[[EnvFacts], str] | None = field(default=None, compare=False)
+    api: Callable[[], Any] | None = field(default=None, compare=False)
+
+    @property
+    def is_loader(self) -> bool:
+        """A whole-model loader (Unsloth), not an attention function: it is not compared or timed as a kernel."""
+        return self.kind == "loader"
+
+    @property
+    def provider(self) -> Provider:
+        """How it runs when nothing else is said: its pip package, or torch itself."""
+        return "package" if self.distribution else "torch"
