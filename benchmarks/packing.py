@@ -48,6 +48,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-seq-length", type=int, default=256)
     parser.add_argument("--4bit", dest="four_bit", action="store_true", help="QLoRA (needs a real checkpoint)")
+    parser.add_argument("--backend", default="auto", help="the attention backend of all three runs (default: auto)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -56,7 +57,7 @@ def main() -> int:
         for mode, options in MODES.items():
             config = TrainConfig(model=args.model, output=str(Path(tmp) / mode), max_steps=args.steps,
                                  batch_size=args.batch_size, max_seq_length=args.max_seq_length, save_steps=10_000,
-                                 load_in_4bit=args.four_bit, progress=False, **options)
+                                 load_in_4bit=args.four_bit, progress=False, backend=args.backend, **options)
             report = train(config)
             assert report is not None
             results[mode] = {"tokens_per_s": report.tokens_per_s, "seconds": report.seconds,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU check and benchmark of attnpick in one run (< 8 minutes), for a lent NVIDIA machine:
 #   gpu-marked tests, doctor, verify (bf16), kernel bench on tiny-exaone and on EXAONE-2.4B's shapes,
-#   a LoRA train bench at 256 tokens, the xFormers adapter against the raw xformers call, the measured policy.
+#   a LoRA train bench at 256 tokens, the xFormers adapter against the raw xformers call, packing three ways per
+#   varlen-capable backend (PyTorch's varlen FlashAttention, SDPA), the kernel each backend ran, the measured policy.
 # Wheels the machine lacks (xformers, bitsandbytes; unsloth in a second call) travel in .whl/ (see the device
 # tool's README); they are installed into /tmp/site. Results go to $OUT (at most 8 files).
 #   OUT=out/gpu bash scripts/gpu-check.sh
@@ -35,8 +36,15 @@ step "train 2.4b lora"; timeout 120 $py -m attnpick bench exaone-2.4b-random --m
   --lora --dtype bfloat16 --repeats 5 --no-verify --json --plot "$OUT/train-exaone-2.4b.png" \
   > "$OUT/parts/train-exaone-2.4b.json" 2>>"$log"
 step "xformers adapter"; timeout 60 $py benchmarks/xformers_adapter.py --json > "$OUT/parts/xformers-adapter.json" 2>>"$log"
-step "packing 2.4b"; timeout 120 $py benchmarks/packing.py --model exaone-2.4b-random --steps 10 --json \
-  > "$OUT/parts/packing-exaone-2.4b.json" 2>>"$log"
+# Packed / padded / group_by_length LoRA steps at 256 tokens, per varlen-capable backend (auto picks the first).
+for backend in auto torch_varlen sdpa; do
+  step "packing 2.4b $backend"; timeout 120 $py benchmarks/packing.py --model exaone-2.4b-random --steps 10 \
+    --backend $backend --json > "$OUT/parts/packing-exaone-2.4b-$backend.json" 2>>"$log"
+done
+step "kernel that ran"; for backend in torch_varlen sdpa; do
+  timeout 60 $py -m attnpick load exaone-2.4b-random --backend $backend --dtype bfloat16 --json \
+    > "$OUT/parts/load-$backend.json" 2>>"$log"
+done
 step "measured policy"; timeout 60 $py -m attnpick load --policy measured --max-seq-length 256 --dtype bfloat16 --json \
   > "$OUT/parts/measured.json" 2>>"$log"
 $py - "$OUT" <<'PY'

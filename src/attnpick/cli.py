@@ -52,8 +52,14 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message}. Run '{self.prog} --help' for the options.")
 
 
-def _backend_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", action="append", metavar="NAME|auto",
+def _backend_option(parser: argparse.ArgumentParser, several: bool = False) -> None:
+    """`--backend A[,B]` on every command (`--backends` is the same option): one backend where a model is loaded,
+    several where backends are compared (verify, bench)."""
+    if several:
+        parser.add_argument("--backend", "--backends", dest="backend", action="append", metavar="A[,B]",
+                            help="backends to check (default: every one that runs here)")
+        return
+    parser.add_argument("--backend", "--backends", dest="backend", action="append", metavar="NAME|auto",
                         help=f"auto (default) or one of: {', '.join(BACKEND_NAMES)}; env {BACKEND_ENV}")
 
 
@@ -139,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ver = sub.add_parser("verify", help="compare every working backend with eager float32 on a padded batch")
     ver.add_argument("model", nargs="?", default=tiny.NAME, help=MODEL_HELP)
-    ver.add_argument("--backends", metavar="A,B", help="backends to check (default: every one that runs here)")
+    _backend_option(ver, several=True)
     _dtype_option(ver, "dtype of the backends (the reference is float32)")
     ver.add_argument("--lora", action="store_true", help="attach a LoRA and compare LoRA gradients")
     _json_option(ver, "the parity report")
@@ -152,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     ben.add_argument("--batch", type=int, default=1, metavar="N", help="batch size (default: 1)")
     ben.add_argument("--mode", default="kernel", choices=MODES,
                      help="kernel: the attention op alone; train: a training step; infer: prefill and decode")
-    ben.add_argument("--backends", metavar="A,B", help="backends to measure (default: every one that runs here)")
+    _backend_option(ben, several=True)
     _dtype_option(ben)
     ben.add_argument("--lora", action="store_true", help="train mode: train a LoRA only")
     ben.add_argument("--repeats", type=int, metavar="N", help="timed repeats per measurement (default: 20 GPU, 5 CPU)")
@@ -252,10 +258,10 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 0
 
 
-def _backend_list(text: str | None) -> list[str] | None:
-    if not text:
+def _backend_list(given: list[str] | None) -> list[str] | None:
+    names = [n.strip() for text in given or [] for n in text.split(",") if n.strip()]
+    if not names:
         return None
-    names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in BACKEND_NAMES and not _registered_in_transformers(n)]
     if unknown:
         raise UsageError(f"Unknown backend {unknown[0]!r}. Choose from: {', '.join(BACKEND_NAMES)}.")
@@ -269,7 +275,7 @@ def _registered_in_transformers(name: str) -> bool:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    backends = _backend_list(args.backends)
+    backends = _backend_list(args.backend)
     dtype = Request.from_names(None, args.dtype).dtype
     _quiet_transformers()
     report = verify(args.model, backends=backends, dtype=dtype, lora=args.lora)
@@ -293,7 +299,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if not args.plot.lower().endswith(".png"):
             raise UsageError(f"--plot writes a PNG; give a file name ending in .png, got {args.plot!r}.")
         files.check_writable_file(args.plot, "--plot")
-    backends = _backend_list(args.backends)
+    backends = _backend_list(args.backend)
     dtype = Request.from_names(None, args.dtype).dtype
     _quiet_transformers()
     report = bench(args.model, seq_lens=seq_lens, batch=args.batch, mode=args.mode, backends=backends,
