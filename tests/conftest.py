@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -42,6 +43,35 @@ def _isolated_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     # A test that points a cache elsewhere gets the session's back afterwards.
     monkeypatch.setenv("ATTNPICK_CACHE_DIR", os.path.join(_SESSION_CACHE, "attnpick"))
     monkeypatch.setenv("HF_DATASETS_CACHE", os.path.join(_SESSION_CACHE, "datasets"))
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = None,
+            timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """`python -m attnpick ARGS` as a user runs it, in a child: text output on a wide console (COLUMNS 250, so rich
+    never wraps a line a test reads), the session's environment plus `env`, no standard input unless `input`."""
+    return subprocess.run([sys.executable, "-m", "attnpick", *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "COLUMNS": "250", **(env or {})}, input=input,
+                          stdin=subprocess.DEVNULL if input is None else None)
+
+
+@pytest.fixture(scope="session")
+def facts():
+    """This machine's facts, probed once per test run."""
+    from attnpick.probe import collect_facts
+
+    return collect_facts()
+
+
+def tiny_model(attn: str):
+    """tiny-exaone in its Llama names (loads on every supported transformers) with `attn`, in eval mode, and its
+    tokenizer: the model the backends' glue tests run."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from attnpick import exaone, tiny
+
+    folder = exaone.converted_folder(tiny.ensure())
+    model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation=attn).eval()
+    return model, AutoTokenizer.from_pretrained(folder)
 
 
 @pytest.fixture

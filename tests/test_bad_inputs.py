@@ -14,13 +14,13 @@ import pytest
 
 from attnpick import cache, smoke, tiny
 from attnpick.probe import collect_facts
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: int = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "attnpick", *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "COLUMNS": "250", **(env or {})}, stdin=subprocess.DEVNULL)
+    return run_cli(*args, env=env, timeout=timeout)
 
 
 def one_line(proc: subprocess.CompletedProcess[str], code: int = 2) -> str:

@@ -4,9 +4,7 @@ cache; chat, ShareGPT, Alpaca and prompt/completion layouts; --columns; every ro
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ import pytest
 from attnpick import tiny
 from attnpick.errors import UsageError
 from attnpick.training.data import chat_dataset, drop_warnings, load_examples, parse_columns, validate
+from tests.conftest import run_cli
 from tests.hub_layout import hub_cache_copy  # noqa: F401 - the model helper; datasets get their own below
 
 ALPACA = [
@@ -202,8 +201,7 @@ def test_bad_columns_option(columns, needle):
 
 
 def train_cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "attnpick", "train", *args], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "250"}, timeout=timeout, stdin=subprocess.DEVNULL)
+    return run_cli("train", *args, timeout=timeout)
 
 
 def test_an_alpaca_json_array_trains_and_its_report_accounts_for_every_row(tmp_path):

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,14 +16,9 @@ from attnpick import exaone, tiny
 from attnpick.errors import UsageError
 from attnpick.loading import load_model
 from attnpick.models import architecture
-from attnpick.probe import collect_facts
+from tests.conftest import run_cli
 
 TRANSFORMERS = Version(__import__("transformers").__version__)
-
-
-@pytest.fixture(scope="module")
-def facts():
-    return collect_facts()
 
 
 @pytest.fixture
@@ -145,8 +138,7 @@ def _evil_folder(root: Path, model_type: str, marker: Path) -> Path:
 
 
 def _load_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "attnpick", "load", *args], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, env=dict(os.environ), timeout=900)
+    return run_cli("load", *args)
 
 
 def test_remote_code_never_runs_without_the_flag(tmp_path):

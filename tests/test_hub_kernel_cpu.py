@@ -8,13 +8,12 @@ kernels 0.16) runs these."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 
 from attnpick.probe import collect_facts
+from tests.conftest import run_cli
 from tests.hub_kernel import write_kernel
 
 REPO = "kernels-community/flash-attn2"
@@ -36,9 +35,7 @@ pytestmark = pytest.mark.skipif(bool(why := _hub_path_available()), reason=f"hub
 
 
 def cli(*args: str, kernel_dir) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LOCAL_KERNELS": f"{REPO}={kernel_dir}", "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "attnpick", *args], capture_output=True, text=True, env=env,
-                          timeout=900, stdin=subprocess.DEVNULL)
+    return run_cli(*args, env={"LOCAL_KERNELS": f"{REPO}={kernel_dir}", "HF_HUB_OFFLINE": "1"})
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pytest
 
 from attnpick.catalog import HUB_KERNELS
 from attnpick.decision import Request, choose
+from tests.conftest import run_cli
 from tests.machines import machine
 
 RANGE = {"kernels_range": ">=0.18.2,<0.19.0"}
@@ -140,8 +140,7 @@ def test_forced_flash_attention_reports_both_providers():
 
 
 def _plan(facts) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "attnpick", "plan", "--env", "-", "--json"], capture_output=True,
-                          text=True, input=json.dumps(facts.to_dict()), timeout=120)
+    return run_cli("plan", "--env", "-", "--json", input=json.dumps(facts.to_dict()), timeout=120)
 
 
 def test_plan_on_h100_and_a100_with_kernels_chooses_a_hub_repo_and_offline_says_why():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,20 +13,14 @@ from attnpick import smoke, tiny
 from attnpick.errors import NoBackendError, UsageError
 from attnpick.loading import load_model
 from attnpick.models import resolve
-from attnpick.probe import collect_facts
+from tests.conftest import run_cli
 from tests.hub_layout import hub_cache_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def facts():
-    return collect_facts()
-
-
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "attnpick", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=900)
+    return run_cli(*args, env=env)
 
 
 def test_cli_load_json_loads_tiny_exaone_natively_with_sdpa():

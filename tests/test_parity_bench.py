@@ -16,17 +16,11 @@ from attnpick.decision import choose
 from attnpick.loading import load_model
 from attnpick.models import prepare
 from attnpick.policy import measured_decision
-from attnpick.probe import collect_facts
-
-
-@pytest.fixture(scope="module")
-def facts():
-    return collect_facts()
+from tests.conftest import run_cli
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "attnpick", *args], capture_output=True, text=True, timeout=1200,
-                          env=dict(os.environ))
+    return run_cli(*args, timeout=1200)
 
 
 def ignore_padding(module, query, key, value, attention_mask, **kwargs):

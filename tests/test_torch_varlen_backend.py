@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attnpick import exaone, tiny
 from attnpick.backends import torch_varlen as tv
 from attnpick.catalog import CATALOG, ensure_registered
 from attnpick.decision import choose
+from tests.conftest import tiny_model
 from tests.machines import machine
 
 
@@ -200,17 +200,9 @@ def test_the_real_kernel_has_no_cpu_implementation():
         tv._varlen_kernel(q, k, v, cu, cu, 6, 6, None, (-1, 0), False)
 
 
-def _tiny(attn: str):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    folder = exaone.converted_folder(tiny.ensure())  # Llama names: loads on every supported transformers
-    model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation=attn).eval()
-    return model, AutoTokenizer.from_pretrained(folder)
-
-
 def test_model_gives_sdpas_logits_on_a_padded_batch(reference):
-    model_v, tok = _tiny("torch_varlen")
-    model_s, _ = _tiny("sdpa")
+    model_v, tok = tiny_model("torch_varlen")
+    model_s, _ = tiny_model("sdpa")
     batch = tok(["어텐션은 질의와 키의 내적입니다", "hello"], return_tensors="pt", padding=True)
     assert (batch["attention_mask"] == 0).any()
     with torch.no_grad():
@@ -221,8 +213,8 @@ def test_model_gives_sdpas_logits_on_a_padded_batch(reference):
 
 
 def test_generation_with_cache_matches_sdpa(reference):
-    model_v, tok = _tiny("torch_varlen")
-    model_s, _ = _tiny("sdpa")
+    model_v, tok = tiny_model("torch_varlen")
+    model_s, _ = tiny_model("sdpa")
     tok.padding_side = "left"
     batch = tok(["서울은 대한민국의", "Attention builds weights from"], return_tensors="pt", padding=True)
     kwargs = {"max_new_tokens": 6, "do_sample": False, "pad_token_id": tok.pad_token_id}
@@ -237,7 +229,7 @@ def test_packing_check_accepts_it_through_the_training_collator(reference):
     from attnpick.training.data import Example
     from attnpick.training.packing import packing_check
 
-    model, tok = _tiny("torch_varlen")
+    model, tok = tiny_model("torch_varlen")
     texts = ["서울은 대한민국의 수도입니다.", "Attention builds weights", "어텐션", "FlashAttention is fast here"]
     examples = [Example(ids, ids) for ids in (tok(t, add_special_tokens=False)["input_ids"] for t in texts)]
     ok, diff, tol = packing_check(model, examples, DataCollatorWithFlattening(return_position_ids=True), "float32")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attnpick import exaone, tiny
 from attnpick.backends import xformers as xf
 from attnpick.decision import choose
+from tests.conftest import tiny_model
 from tests.machines import machine
 
 
@@ -178,17 +178,9 @@ def test_decision_rejects_softcap_and_sinks_models():
     assert [r.code for r in sinks.reasons] == ["sinks_unsupported"]
 
 
-def _tiny_models(attn: str):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    folder = exaone.converted_folder(tiny.ensure())  # Llama names: loads on every supported transformers
-    model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation=attn).eval()
-    return model, AutoTokenizer.from_pretrained(folder)
-
-
 def test_model_with_xformers_gives_eagers_logits_on_a_padded_batch(reference):
-    model_x, tok = _tiny_models("xformers")
-    model_e, _ = _tiny_models("eager")
+    model_x, tok = tiny_model("xformers")
+    model_e, _ = tiny_model("eager")
     assert model_x.config._attn_implementation == "xformers"
     batch = tok(["어텐션은 질의와 키의 내적입니다", "hello"], return_tensors="pt", padding=True)
     assert (batch["attention_mask"] == 0).any()
@@ -207,8 +199,8 @@ def test_without_the_mask_registration_padding_leaks(monkeypatch):
     monkeypatch.setattr(xf, "KERNEL", reference_kernel)
     AttentionInterface.register("xformers_no_mask", xf.xformers_attention_forward)
     try:
-        model_bad, tok = _tiny_models("xformers_no_mask")
-        model_e, _ = _tiny_models("eager")
+        model_bad, tok = tiny_model("xformers_no_mask")
+        model_e, _ = tiny_model("eager")
         batch = tok(["어텐션은 질의와 키의 내적입니다", "hello"], return_tensors="pt", padding=True)
         with torch.no_grad():
             bad, good = model_bad(**batch).logits, model_e(**batch).logits
@@ -219,8 +211,8 @@ def test_without_the_mask_registration_padding_leaks(monkeypatch):
 
 
 def test_generation_with_cache_matches_eager(reference):
-    model_x, tok = _tiny_models("xformers")
-    model_e, _ = _tiny_models("eager")
+    model_x, tok = tiny_model("xformers")
+    model_e, _ = tiny_model("eager")
     batch = tok(["서울은 대한민국의", "Attention builds weights from"], return_tensors="pt", padding=True)
     kwargs = {"max_new_tokens": 6, "do_sample": False, "pad_token_id": tok.pad_token_id}
     with torch.no_grad():

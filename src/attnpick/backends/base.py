@@ -35,6 +35,15 @@ Kind = Literal["attention", "loader"]
 Provider = Literal["package", "hub", "torch"]
 
 
+def refuse_softcap_and_sinks(name: str, kwargs: dict[str, Any]) -> None:
+    """An attention function without logit softcapping or attention sinks refuses a call that needs them (the
+    decision already rejects such models; this keeps a forced call from computing something else)."""
+    if kwargs.get("softcap") is not None:
+        raise ValueError(f"{name} attention does not support softcapping; use eager or flash_attention_2")
+    if kwargs.get("s_aux") is not None or kwargs.get("sinks") is not None:
+        raise ValueError(f"{name} attention does not support attention sinks; use eager")
+
+
 @dataclass(frozen=True)
 class Backend:
     """One backend: what it needs (capability bounds apply to NVIDIA `cuda` devices only) and how it runs.

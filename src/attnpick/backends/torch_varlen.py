@@ -27,7 +27,7 @@ import inspect
 from functools import cache
 from typing import Any
 
-from attnpick.backends.base import HALF, Backend
+from attnpick.backends.base import HALF, Backend, refuse_softcap_and_sinks
 
 NAME = "torch_varlen"
 
@@ -134,10 +134,7 @@ def varlen_attention_forward(
 ) -> tuple[Any, None]:
     """transformers' attention-function signature (query `[B, Hq, S, D]`, key/value `[B, Hkv, Skv, D]`, output
     `[B, S, Hq, D]`), computed by PyTorch's varlen FlashAttention."""
-    if kwargs.get("softcap") is not None:
-        raise ValueError("torch_varlen does not support softcapping; use eager or flash_attention_2")
-    if kwargs.get("s_aux") is not None or kwargs.get("sinks") is not None:
-        raise ValueError("torch_varlen does not support attention sinks; use eager")
+    refuse_softcap_and_sinks(NAME, kwargs)
     if dropout and (module is None or module.training):
         raise ValueError("torch_varlen has no attention dropout; set the model's attention_dropout to 0")
     import torch

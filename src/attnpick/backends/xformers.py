@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from attnpick.backends.base import Backend
+from attnpick.backends.base import Backend, refuse_softcap_and_sinks
 
 NAME = "xformers"
 
@@ -84,10 +84,7 @@ def xformers_attention_forward(
     **kwargs: Any,
 ) -> tuple[Any, None]:
     """transformers' attention-function signature, computed by xformers."""
-    if kwargs.get("softcap") is not None:
-        raise ValueError("xformers attention does not support softcapping; use eager or flash_attention_2")
-    if kwargs.get("s_aux") is not None or kwargs.get("sinks") is not None:
-        raise ValueError("xformers attention does not support attention sinks; use eager")
+    refuse_softcap_and_sinks(NAME, kwargs)
     batch, q_heads, q_len, head_dim = query.shape
     kv_heads, kv_len = key.shape[1], key.shape[2]
     per_group = q_heads // kv_heads
