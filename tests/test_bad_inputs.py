@@ -133,7 +133,10 @@ def test_train_options_are_refused_before_anything_loads_or_is_written(tmp_path,
     (["load", "--smoke-timeout", "0"], "--smoke-timeout) must be a finite number of seconds above 0"),
     (["load", "--smoke-timeout", "-1"], "--smoke-timeout) must be a finite number of seconds above 0"),
     (["load", "--max-seq-length", str(10**9)], "(--max-seq-length) must be a whole number of tokens from 1"),
-    (["bench", "--seq-lens", "0"], "--seq-lens, --batch and --repeats must be positive"),
+    (["bench", "--seq-lens", "0"], "--seq-lens must be token counts from 1 to 1048576, got 0"),
+    (["bench", "--seq-lens", "1000000000"], "--seq-lens must be token counts from 1 to 1048576"),
+    (["bench", "--batch", "0"], "--batch must be a positive whole number, got 0"),
+    (["bench", "--repeats", "0"], "--repeats must be a positive whole number, got 0"),
     (["bench", "--plot", "/no/such/folder/plot.png"], "the folder '/no/such/folder' does not exist"),
     (["doctor", "--policy", "measured", "--seq-len", "0"], "--seq-len must be a positive number of tokens"),
 ])
@@ -237,3 +240,31 @@ def test_an_unexpected_error_is_one_line_naming_the_log_and_debug_shows_the_trac
     debug = subprocess.run([sys.executable, "-c", code, "--debug", "plan", "--env", str(facts)], capture_output=True,
                            text=True, env=env, timeout=120)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n  \n"], ids=["0-byte", "blank lines"])
+def test_an_empty_data_file_is_one_line_naming_no_rows(tmp_path, content):
+    data = tmp_path / "empty.jsonl"
+    data.write_bytes(content)
+    out = tmp_path / "run"
+    line = one_line(cli("train", "--data", str(data), "--output", str(out), timeout=300))
+    assert "has no rows" in line and str(data) in line
+    assert not out.exists()
+
+
+def test_the_library_checks_bench_values_as_the_cli_does():
+    from attnpick import bench
+    from attnpick.errors import UsageError
+
+    for kwargs, needle in (({"seq_lens": ()}, "--seq-lens"), ({"seq_lens": (0,)}, "--seq-lens"),
+                           ({"batch": 0}, "--batch"), ({"repeats": -1}, "--repeats"), ({"mode": "fast"}, "--mode")):
+        with pytest.raises(UsageError, match=needle):
+            bench(**kwargs)
+
+
+def test_first_line_never_fails_on_an_empty_message():
+    from attnpick.errors import first_line
+
+    assert first_line("") == "" and first_line(None) == "" and first_line(ValueError()) == ""
+    assert first_line("\n  \nfirst\nsecond") == "first" and first_line("a\nlast\n\n", last=True) == "last"
+    assert len(first_line("x" * 1000)) == 300

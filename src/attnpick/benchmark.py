@@ -17,12 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from attnpick import plots, tiny
+from attnpick import files, plots, tiny
 from attnpick.catalog import BACKEND_NAMES, CATALOG, is_loader
 from attnpick.decision import Candidate, Decision, Reason, Request, choose
+from attnpick.errors import UsageError
 from attnpick.facts import EnvFacts
-from attnpick.models import Prepared, as_prepared, torch_device
-from attnpick.parity import verify
+from attnpick.models import MAX_SEQ_LENGTH_LIMIT, MODEL_HELP, Prepared, as_prepared, torch_device
+from attnpick.options import option
+from attnpick.parity import backend_names, verify
 from attnpick.probe import collect_facts
 from attnpick.smoke import runnability
 from attnpick.subproc import BENCH_TIMEOUT_S, run_child
@@ -113,6 +115,7 @@ def bench(model: str | Prepared = tiny.NAME, seq_lens: tuple[int, ...] = (256, 1
     Returns:
         A `BenchReport`.
     """
+    check_bench_values(seq_lens, batch, repeats, mode)
     prepared = as_prepared(model)
     model_facts = prepared.model_facts
     facts = facts or collect_facts()
@@ -244,3 +247,58 @@ def spread(stats: dict[str, float]) -> str:
     if not stats.get("median_s"):
         return "-"
     return f"±{50 * (stats['q3_s'] - stats['q1_s']) / stats['median_s']:.0f}%"
+
+
+def check_bench_values(seq_lens: Any, batch: Any, repeats: Any, mode: str) -> None:
+    """Refuse what cannot be measured, before any work: one message naming the option."""
+    if mode not in MODES:
+        raise UsageError(f"Unknown --mode {mode!r}. Choose one of: {', '.join(MODES)}.")
+    if not seq_lens or not all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_SEQ_LENGTH_LIMIT
+                               for n in seq_lens):
+        raise UsageError(f"--seq-lens must be token counts from 1 to {MAX_SEQ_LENGTH_LIMIT}, got "
+                         f"{','.join(map(str, seq_lens or ())) or 'none'}.")
+    for value, name in ((batch, "--batch"), (repeats, "--repeats")):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise UsageError(f"{name} must be a positive whole number, got {value!r}.")
+
+
+@dataclass
+class BenchConfig:
+    """Every option of `attnpick bench`, with its help line; `run()` checks them and measures."""
+
+    model: str = option(tiny.NAME, MODEL_HELP, positional=True)
+    seq_lens: str = option("256,1024,4096", "sequence lengths to measure", metavar="A,B,C")
+    batch: int = option(1, "batch size", metavar="N")
+    mode: str = option("kernel", "kernel: the attention op alone; train: a training step; infer: prefill and decode",
+                       choices=MODES)
+    backend: list[str] = option([], "backends to measure (default: every one that runs here)", kind="backends")
+    dtype: str | None = option(None, "compute dtype", kind="dtype")
+    lora: bool = option(False, "train mode: train a LoRA only", action="store_true")
+    repeats: int | None = option(None, "timed repeats per measurement (default: 20 GPU, 5 CPU)", metavar="N",
+                                 type=int)
+    no_verify: bool = option(False, "skip the parity check before timing", action="store_true")
+    plot: str | None = option(None, "also write a PNG of speedup over eager and peak memory", metavar="FILE.png")
+
+    def lengths(self) -> tuple[int, ...]:
+        try:
+            return tuple(int(x) for x in self.seq_lens.split(",") if x.strip())
+        except ValueError:
+            raise UsageError(f"--seq-lens must be comma-separated token counts, got {self.seq_lens!r}.") from None
+
+    def validate(self) -> None:
+        check_bench_values(self.lengths(), self.batch, self.repeats, self.mode)
+        backend_names(self.backend)
+        if self.plot:
+            if not self.plot.lower().endswith(".png"):
+                raise UsageError(f"--plot writes a PNG; give a file name ending in .png, got {self.plot!r}.")
+            files.check_writable_file(self.plot, "--plot")
+
+    def run(self) -> BenchReport:
+        self.validate()
+        dtype = Request.from_names(None, self.dtype).dtype
+        report = bench(self.model, seq_lens=self.lengths(), batch=self.batch, mode=self.mode,
+                       backends=backend_names(self.backend), dtype=dtype, lora=self.lora, repeats=self.repeats,
+                       verify_first=not self.no_verify)
+        if self.plot:
+            plot(report, self.plot)
+        return report

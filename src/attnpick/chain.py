@@ -20,7 +20,7 @@ from attnpick.confirm import Confirmation, confirm, device_of, slow_kernel_note
 from attnpick.decision import Candidate, Decision, RankDifference, Reason
 from attnpick.errors import NoBackendError, UsageError, first_line
 from attnpick.facts import EnvFacts
-from attnpick.models import Architecture, Prepared, device_map, torch_device
+from attnpick.models import DEFAULT_MAX_SEQ_LENGTH, Architecture, Prepared, device_map, torch_device
 from attnpick.quantization import NF4, keep_trainable, nf4_config
 from attnpick.smoke import SmokeResult, run_smoke, smoke_job
 from attnpick.subproc import SMOKE_TIMEOUT_S
@@ -32,7 +32,7 @@ Outcome = Literal["loaded", "rejected", "smoke_failed", "load_failed", "confirm_
 class LoadOptions:
     """How to load, whatever the backend."""
 
-    max_seq_length: int = 2048
+    max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH
     load_in_4bit: bool = False
     trust_remote_code: bool = False
     smoke_timeout: float = SMOKE_TIMEOUT_S

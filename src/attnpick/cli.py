@@ -19,16 +19,17 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from attnpick import files, settings, tiny
-from attnpick.benchmark import MODES, bench, plot
+from attnpick.benchmark import BenchConfig
 from attnpick.cache import cache_dir
 from attnpick.catalog import BACKEND_NAMES, DTYPES
 from attnpick.decision import Request, choose
 from attnpick.errors import AttnpickError, NoBackendError, UsageError, first_line
 from attnpick.facts import EnvFacts
-from attnpick.loading import POLICIES, check_load_options, decide, load_model, request_for
+from attnpick.loading import POLICIES, LoadConfig, decide, request_for
 from attnpick.model_info import read_model_facts
 from attnpick.models import prepare
-from attnpick.parity import verify
+from attnpick.options import cli_fields
+from attnpick.parity import VerifyConfig
 from attnpick.probe import collect_facts
 from attnpick.render import (
     facts_table,
@@ -40,11 +41,8 @@ from attnpick.render import (
     print_verify,
 )
 from attnpick.settings import BACKEND_ENV
-from attnpick.subproc import SMOKE_TIMEOUT_S
-from attnpick.training.config import TrainConfig, cli_fields
+from attnpick.training.config import TrainConfig
 from attnpick.training.run import train
-
-MODEL_HELP = f"{tiny.NAME} (default), a local folder laid out like the hub, or a hub id in the local cache"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -79,14 +77,17 @@ def _decision_options(parser: argparse.ArgumentParser) -> None:
     _json_option(parser, "the facts and the decision")
 
 
-def _train_options(parser: argparse.ArgumentParser) -> None:
-    """One option per `TrainConfig` field, with the field's help and default."""
-    for name, default, meta in cli_fields():
+def _config_options(parser: argparse.ArgumentParser, config_class: type) -> None:
+    """One option per field of a config dataclass (`TrainConfig`, `LoadConfig`, `VerifyConfig`, `BenchConfig`), with
+    the field's help and default: the CLI restates nothing the library declares."""
+    for name, default, meta in cli_fields(config_class):
         kind = meta.get("kind")
         if meta.get("positional"):
             parser.add_argument(name, nargs="?", default=default, help=meta["help"])
-        elif kind == "backend":
-            _backend_option(parser)
+        elif kind in ("backend", "backends"):
+            _backend_option(parser, several=kind == "backends")
+        elif kind == "dtype":
+            _dtype_option(parser, meta["help"])
         elif meta.get("action"):
             flag = meta.get("flag", "--" + name.replace("_", "-"))
             parser.add_argument(flag, dest=name, action=meta["action"], help=meta["help"])
@@ -94,13 +95,18 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
             flag = meta.get("flag", "--" + name.replace("_", "-"))
             natural = type(default) if default is not None else str
             value_type = meta.get("type") or {"list": str}.get(kind or "", natural)
-            shown = ",".join(default) if isinstance(default, list) else default
+            shown = ",".join(default) if isinstance(default, list) else f"{default:g}" if isinstance(default, float) \
+                else default
             parser.add_argument(flag, *meta.get("aliases", ()), dest=name, type=value_type, default=shown,
                                 metavar=meta.get("metavar"), choices=meta.get("choices"),
                                 required=meta.get("required", False),
                                 help=meta["help"] + ("" if meta.get("required") or default is None
                                                      else f" (default: {shown})"))
-    _json_option(parser, "the train report (no progress bar)")
+
+
+def _config(args: argparse.Namespace, config_class: type, **overrides: Any) -> Any:
+    values = {name: getattr(args, name) for name, _, _ in cli_fields(config_class)}
+    return config_class(**{**values, **overrides})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,50 +131,23 @@ def build_parser() -> argparse.ArgumentParser:
     plan.set_defaults(func=cmd_plan)
 
     load = sub.add_parser("load", help="load a model with the fastest backend proven to work here")
-    load.add_argument("model", nargs="?", default=tiny.NAME, help=MODEL_HELP)
-    _backend_option(load)
-    _dtype_option(load)
-    load.add_argument("--4bit", dest="load_in_4bit", action="store_true", help="bitsandbytes NF4 (QLoRA)")
-    load.add_argument("--max-seq-length", type=int, default=2048, metavar="N",
-                      help="longest sequence the model will see (default: 2048)")
-    load.add_argument("--trust-remote-code", action="store_true",
-                      help="allow the repository's own Python code (only used when transformers has no class)")
-    load.add_argument("--exaone-as-llama", action="store_true",
-                      help="load EXAONE through attnpick's Llama mapping even where transformers has it natively")
-    load.add_argument("--smoke-timeout", type=float, default=SMOKE_TIMEOUT_S, metavar="S",
-                      help=f"seconds one smoke run may take (default: {SMOKE_TIMEOUT_S:g})")
-    load.add_argument("--fresh", action="store_true", help="ignore cached import checks and smoke results")
-    load.add_argument("--policy", default="auto", choices=POLICIES,
-                      help="auto: the guide's order; measured: the fastest backend that passed parity here")
+    _config_options(load, LoadConfig)
     _json_option(load, "the load report")
     load.set_defaults(func=cmd_load, inference=False)
 
     ver = sub.add_parser("verify", help="compare every working backend with eager float32 on a padded batch")
-    ver.add_argument("model", nargs="?", default=tiny.NAME, help=MODEL_HELP)
-    _backend_option(ver, several=True)
-    _dtype_option(ver, "dtype of the backends (the reference is float32)")
-    ver.add_argument("--lora", action="store_true", help="attach a LoRA and compare LoRA gradients")
+    _config_options(ver, VerifyConfig)
     _json_option(ver, "the parity report")
     ver.set_defaults(func=cmd_verify)
 
     ben = sub.add_parser("bench", help="measure speed and memory of every backend that passed parity")
-    ben.add_argument("model", nargs="?", default=tiny.NAME, help=MODEL_HELP)
-    ben.add_argument("--seq-lens", default="256,1024,4096", metavar="A,B,C",
-                     help="sequence lengths to measure (default: 256,1024,4096)")
-    ben.add_argument("--batch", type=int, default=1, metavar="N", help="batch size (default: 1)")
-    ben.add_argument("--mode", default="kernel", choices=MODES,
-                     help="kernel: the attention op alone; train: a training step; infer: prefill and decode")
-    _backend_option(ben, several=True)
-    _dtype_option(ben)
-    ben.add_argument("--lora", action="store_true", help="train mode: train a LoRA only")
-    ben.add_argument("--repeats", type=int, metavar="N", help="timed repeats per measurement (default: 20 GPU, 5 CPU)")
-    ben.add_argument("--no-verify", action="store_true", help="skip the parity check before timing")
-    ben.add_argument("--plot", metavar="FILE.png", help="also write a PNG of speedup over eager and peak memory")
+    _config_options(ben, BenchConfig)
     _json_option(ben, "the bench report")
     ben.set_defaults(func=cmd_bench)
 
     tr = sub.add_parser("train", help="QLoRA fine-tune with the proven backend (packing checked, exact resume)")
-    _train_options(tr)
+    _config_options(tr, TrainConfig)
+    _json_option(tr, "the train report (no progress bar)")
     tr.set_defaults(func=cmd_train, inference=False)
     return parser
 
@@ -236,17 +215,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    check_load_options(args.max_seq_length, args.policy, args.smoke_timeout)
     request = _request(args)
-    facts = collect_facts(fresh=args.fresh)
+    config = _config(args, LoadConfig, backend=request.backend, dtype=request.dtype)
+    config.validate()
+    facts = collect_facts(fresh=config.fresh)
     _quiet_transformers()
     try:
-        _, _, report = load_model(
-            args.model, max_seq_length=args.max_seq_length, dtype=request.dtype, load_in_4bit=args.load_in_4bit,
-            trust_remote_code=args.trust_remote_code, backend=request.backend, facts=facts,
-            smoke_timeout=args.smoke_timeout, use_cache=not args.fresh, force_llama_mapping=args.exaone_as_llama,
-            policy=args.policy,
-        )
+        _, _, report = config.load(facts)
     except NoBackendError as exc:
         if args.json and exc.decision is not None:
             _print_json({"error": str(exc), "decision": exc.decision.to_dict()})
@@ -258,27 +233,11 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 0
 
 
-def _backend_list(given: list[str] | None) -> list[str] | None:
-    names = [n.strip() for text in given or [] for n in text.split(",") if n.strip()]
-    if not names:
-        return None
-    unknown = [n for n in names if n not in BACKEND_NAMES and not _registered_in_transformers(n)]
-    if unknown:
-        raise UsageError(f"Unknown backend {unknown[0]!r}. Choose from: {', '.join(BACKEND_NAMES)}.")
-    return names
-
-
-def _registered_in_transformers(name: str) -> bool:
-    """A name some code in this process registered in transformers' AttentionInterface (a plugin)."""
-    module = sys.modules.get("transformers.modeling_utils")
-    return module is not None and name in module.AttentionInterface._global_mapping
-
-
 def cmd_verify(args: argparse.Namespace) -> int:
-    backends = _backend_list(args.backend)
-    dtype = Request.from_names(None, args.dtype).dtype
+    config = _config(args, VerifyConfig)
+    config.backends()  # an unknown name is refused before anything loads
     _quiet_transformers()
-    report = verify(args.model, backends=backends, dtype=dtype, lora=args.lora)
+    report = config.run()
     if args.json:
         _print_json(report.to_dict())
     else:
@@ -289,39 +248,25 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    try:
-        seq_lens = tuple(int(x) for x in args.seq_lens.split(",") if x.strip())
-    except ValueError:
-        raise UsageError(f"--seq-lens must be comma-separated token counts, got {args.seq_lens!r}.") from None
-    if not seq_lens or min(seq_lens) < 1 or args.batch < 1 or (args.repeats is not None and args.repeats < 1):
-        raise UsageError("--seq-lens, --batch and --repeats must be positive numbers.")
-    if args.plot:
-        if not args.plot.lower().endswith(".png"):
-            raise UsageError(f"--plot writes a PNG; give a file name ending in .png, got {args.plot!r}.")
-        files.check_writable_file(args.plot, "--plot")
-    backends = _backend_list(args.backend)
-    dtype = Request.from_names(None, args.dtype).dtype
+    config = _config(args, BenchConfig)
+    config.validate()
     _quiet_transformers()
-    report = bench(args.model, seq_lens=seq_lens, batch=args.batch, mode=args.mode, backends=backends,
-                   dtype=dtype, lora=args.lora, repeats=args.repeats, verify_first=not args.no_verify)
-    if args.plot:
-        plot(report, args.plot)
+    report = config.run()
     if args.json:
         _print_json(report.to_dict())
     else:
         print_bench(_console(), report)
-        if args.plot:
-            print(f"plot: {args.plot}")
+        if config.plot:
+            print(f"plot: {config.plot}")
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     request = _request(args)
-    values = {name: getattr(args, name) for name, _, _ in cli_fields()}
-    values.update(backend=request.backend, dtype=request.dtype, progress=not args.json,
-                  target_modules=[m.strip() for m in args.target_modules.split(",") if m.strip()])
+    config = _config(args, TrainConfig, backend=request.backend, dtype=request.dtype, progress=not args.json,
+                     target_modules=[m.strip() for m in args.target_modules.split(",") if m.strip()])
     _quiet_transformers()
-    report = train(TrainConfig(**values))
+    report = train(config)
     if report is None:
         return 0  # not rank 0
     if args.json:

@@ -4,7 +4,7 @@ chain (`attnpick.chain`)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from attnpick import distributed, tiny
@@ -12,7 +12,8 @@ from attnpick.chain import LoadOptions, LoadReport, load_with
 from attnpick.decision import Decision, Request, choose, reject
 from attnpick.errors import UsageError
 from attnpick.facts import EnvFacts
-from attnpick.models import MAX_SEQ_LENGTH_LIMIT, Prepared, dtype_name, prepare
+from attnpick.models import DEFAULT_MAX_SEQ_LENGTH, MAX_SEQ_LENGTH_LIMIT, MODEL_HELP, Prepared, dtype_name, prepare
+from attnpick.options import option
 from attnpick.policy import measured_decision
 from attnpick.probe import collect_facts
 from attnpick.quantization import require_bitsandbytes
@@ -23,7 +24,7 @@ from attnpick.verdicts import parity_failures
 
 POLICIES = ("auto", "measured")
 
-__all__ = ["LoadReport", "decide", "load_model", "request_for"]
+__all__ = ["LoadConfig", "LoadReport", "decide", "load_model", "request_for"]
 
 
 def request_for(backend: str | list[str] | None, dtype: Any = None, training: bool = True,
@@ -64,9 +65,41 @@ def check_load_options(max_seq_length: Any, policy: str, smoke_timeout: Any) -> 
     check_timeout(smoke_timeout, "smoke_timeout (--smoke-timeout)")
 
 
+@dataclass
+class LoadConfig:
+    """Every option of `attnpick load`, with its help line; `validate()` holds the checks, `load()` loads."""
+
+    model: str = option(tiny.NAME, MODEL_HELP, positional=True)
+    backend: str | None = option("auto", "auto (default) or one backend name; env ATTNPICK_BACKEND", kind="backend")
+    dtype: str | None = option(None, "compute dtype", kind="dtype")
+    load_in_4bit: bool = option(False, "bitsandbytes NF4 (QLoRA)", flag="--4bit", action="store_true")
+    max_seq_length: int = option(DEFAULT_MAX_SEQ_LENGTH, "longest sequence the model will see", metavar="N")
+    trust_remote_code: bool = option(False, "allow the repository's own Python code (only used when transformers has "
+                                     "no class)", action="store_true")
+    exaone_as_llama: bool = option(False, "load EXAONE through attnpick's Llama mapping even where transformers has it "
+                                   "natively", action="store_true")
+    smoke_timeout: float = option(SMOKE_TIMEOUT_S, "seconds one smoke run may take", metavar="S", type=float)
+    fresh: bool = option(False, "ignore cached import checks and smoke results", action="store_true")
+    policy: str = option("auto", "auto: the guide's order; measured: the fastest backend that passed parity here",
+                         choices=POLICIES)
+
+    def validate(self) -> None:
+        """Every value checked before any work; `UsageError` naming the option."""
+        check_load_options(self.max_seq_length, self.policy, self.smoke_timeout)
+        request_for(self.backend, self.dtype)
+
+    def load(self, facts: EnvFacts | None = None) -> tuple[Any, Any, LoadReport]:
+        """`load_model` with these options."""
+        self.validate()
+        return load_model(self.model, max_seq_length=self.max_seq_length, dtype=self.dtype,
+                          load_in_4bit=self.load_in_4bit, trust_remote_code=self.trust_remote_code,
+                          backend=self.backend, facts=facts, smoke_timeout=self.smoke_timeout,
+                          use_cache=not self.fresh, force_llama_mapping=self.exaone_as_llama, policy=self.policy)
+
+
 def load_model(
     model_name: str = tiny.NAME,
-    max_seq_length: int = 2048,
+    max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
     dtype: Any = None,
     load_in_4bit: bool = False,
     trust_remote_code: bool = False,

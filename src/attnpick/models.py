@@ -22,6 +22,8 @@ FoundIn = Literal["tiny", "random", "local", "hub"]
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"]
 MAX_SEQ_LENGTH_LIMIT = 1 << 20  # the longest max_seq_length attnpick accepts: a typo, not a model, beyond it
+DEFAULT_MAX_SEQ_LENGTH = 2048  # load's default, as Unsloth's from_pretrained
+MODEL_HELP = f"{tiny.NAME} (default), a local folder laid out like the hub, or a hub id in the local cache"
 _DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
 
 

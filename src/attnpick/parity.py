@@ -17,9 +17,10 @@ from typing import Any
 from attnpick import tiny
 from attnpick.catalog import BACKEND_NAMES, CATALOG, ensure_registered, is_loader
 from attnpick.decision import Decision, Reason, Request, choose
-from attnpick.errors import first_line
+from attnpick.errors import UsageError, first_line
 from attnpick.facts import EnvFacts
-from attnpick.models import Prepared, as_prepared, torch_device
+from attnpick.models import MODEL_HELP, Prepared, as_prepared, torch_device
+from attnpick.options import option
 from attnpick.probe import collect_facts
 from attnpick.smoke import runnability
 from attnpick.subproc import SMOKE_TIMEOUT_S
@@ -245,3 +246,42 @@ def verify(model: str | Prepared = tiny.NAME, backends: list[str] | None = None,
             record_parity(facts, model_facts, result.to_dict())
         results.append(result)
     return VerifyReport(prepared.name, decision.dtype, "eager float32", lora, tuple(results), skipped, facts)
+
+
+@dataclass
+class VerifyConfig:
+    """Every option of `attnpick verify`, with its help line; `run()` checks them and verifies."""
+
+    model: str = option(tiny.NAME, MODEL_HELP, positional=True)
+    backend: list[str] = option([], "backends to check (default: every one that runs here)", kind="backends")
+    dtype: str | None = option(None, "dtype of the backends (the reference is float32)", kind="dtype")
+    lora: bool = option(False, "attach a LoRA and compare LoRA gradients", action="store_true")
+
+    def backends(self) -> list[str] | None:
+        return backend_names(self.backend)
+
+    def run(self) -> VerifyReport:
+        dtype = Request.from_names(None, self.dtype).dtype
+        return verify(self.model, backends=self.backends(), dtype=dtype, lora=self.lora)
+
+
+def backend_names(given: list[str] | str | None) -> list[str] | None:
+    """`--backend a,b --backend c` -> [a, b, c] (None: every backend that runs here); each a backend attnpick knows or
+    an implementation registered in transformers' AttentionInterface in this process (a plugin)."""
+    if isinstance(given, str):
+        given = [given]
+    names = [n.strip() for text in given or [] for n in text.split(",") if n.strip()]
+    if not names:
+        return None
+    unknown = [n for n in names if n not in BACKEND_NAMES and not _registered_in_transformers(n)]
+    if unknown:
+        raise UsageError(f"Unknown backend {unknown[0]!r}. Choose from: {', '.join(BACKEND_NAMES)}.")
+    return names
+
+
+def _registered_in_transformers(name: str) -> bool:
+    """A name some code in this process registered in transformers' AttentionInterface (a plugin)."""
+    import sys
+
+    module = sys.modules.get("transformers.modeling_utils")
+    return module is not None and name in module.AttentionInterface._global_mapping

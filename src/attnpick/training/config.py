@@ -4,26 +4,18 @@ refuses a bad value before anything is loaded or written."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import MISSING, dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass
 
 from attnpick import tiny
 from attnpick.catalog import DTYPES
 from attnpick.errors import UsageError
 from attnpick.models import MAX_SEQ_LENGTH_LIMIT
+from attnpick.options import finite, option, whole
 from attnpick.training.data import DEFAULT as DEFAULT_DATA
 from attnpick.training.data import TRUNCATE, parse_columns
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 PACKING = ("auto", "on", "off")
-
-
-def option(default: Any, help: str, **cli: Any) -> Any:
-    """A config field with its CLI help; `cli` holds argparse extras (flag, metavar, choices, aliases...).
-    `cli=False` keeps a field off the command line."""
-    factory = {"default_factory": lambda: list(default)} if isinstance(default, (list, tuple)) else {"default": default}
-    return field(**factory, metadata={"help": help, **cli})
 
 
 @dataclass
@@ -81,23 +73,23 @@ class TrainConfig:
             raise UsageError(f"--packing must be auto, on or off, got {self.packing!r}.")
         if self.dtype is not None and self.dtype not in DTYPES:
             raise UsageError(f"Unknown dtype {self.dtype!r}. Choose one of: {', '.join(DTYPES)}.")
-        _whole(self.max_seq_length, "--max-seq-length", 8, MAX_SEQ_LENGTH_LIMIT)
+        whole(self.max_seq_length, "--max-seq-length", 8, MAX_SEQ_LENGTH_LIMIT)
         for value, name in ((self.batch_size, "--batch-size"), (self.grad_accum, "--grad-accum"),
                             (self.save_steps, "--save-steps"), (self.logging_steps, "--logging-steps"),
                             (self.lora_r, "--lora-r"), (self.lora_alpha, "--lora-alpha")):
-            _whole(value, name, 1)
-        _whole(self.seed, "--seed", 0, 2**32 - 1)
-        _whole(self.max_steps, "--max-steps", -1)
+            whole(value, name, 1)
+        whole(self.seed, "--seed", 0, 2**32 - 1)
+        whole(self.max_steps, "--max-steps", -1)
         if self.max_steps == 0:
             raise UsageError("--max-steps must be positive, or -1 to train for --epochs.")
-        _finite(self.epochs, "--epochs", low=0.0, low_open=True)
-        _finite(self.learning_rate, "--learning-rate", low=0.0, low_open=True)
-        _finite(self.warmup, "--warmup", low=0.0)
-        _finite(self.lora_dropout, "--lora-dropout", low=0.0, high=1.0)
+        finite(self.epochs, "--epochs", low=0.0, low_open=True)
+        finite(self.learning_rate, "--learning-rate", low=0.0, low_open=True)
+        finite(self.warmup, "--warmup", low=0.0)
+        finite(self.lora_dropout, "--lora-dropout", low=0.0, high=1.0)
         if self.truncate not in TRUNCATE:
             raise UsageError(f"--truncate must be right or left, got {self.truncate!r}.")
         if self.max_dropped is not None:
-            _finite(self.max_dropped, "--max-dropped", low=0.0, high=1.0)
+            finite(self.max_dropped, "--max-dropped", low=0.0, high=1.0)
         parse_columns(self.columns)
         if not self.target_modules or not all(isinstance(m, str) and m.strip() for m in self.target_modules):
             raise UsageError("--target-modules needs at least one module name, e.g. q_proj,v_proj.")
@@ -109,28 +101,3 @@ class TrainConfig:
         names = [s.value for s in SchedulerType]
         if self.scheduler not in names:
             raise UsageError(f"Unknown --scheduler {self.scheduler!r}. Choose one of: {', '.join(names)}.")
-
-
-def cli_fields() -> list[tuple[str, Any, dict[str, Any]]]:
-    """(name, default, metadata) of every field the CLI offers."""
-    out = []
-    for f in fields(TrainConfig):
-        if f.metadata.get("cli", True) is False:
-            continue
-        default = f.default_factory() if f.default is MISSING else f.default  # type: ignore[misc]
-        out.append((f.name, default, dict(f.metadata)))
-    return out
-
-
-def _whole(value: Any, option: str, low: int, high: int | None = None) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
-        span = f"from {low} to {high}" if high is not None else f"of at least {low}"
-        raise UsageError(f"{option} must be a whole number {span}, got {value!r}.")
-
-
-def _finite(value: Any, option: str, low: float, high: float | None = None, low_open: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if low_open else value >= low) and (high is None or value < high)
-    if not ok:
-        bounds = f"{'above' if low_open else 'at least'} {low:g}" + (f" and below {high:g}" if high is not None else "")
-        raise UsageError(f"{option} must be a finite number {bounds}, got {value!r}.")
