@@ -251,7 +251,7 @@ def slow_kernel_note(facts: EnvFacts, decision: Decision, confirmation: Confirma
     if kv_heads and kv_heads != heads:
         why.append(f"with grouped-query attention ({heads}/{kv_heads} heads) and a padding mask the "
                    "memory-efficient kernel is ineligible")
-    hint = decision.install_hints[0] if decision.install_hints else None
+    hint = next((h for h in decision.install_hints if not is_loader(h.backend)), None)  # an attention kernel's
     fix = f"{hint.command} ({hint.backend})" if hint else "'attnpick doctor' lists the backends and why each is out"
     return (f"WARNING: SDPA ran its math kernel, the slowest, in {sum(confirmation.kernels.values())} attention calls"
             + (f": {'; '.join(why)}" if why else "") + f". Fix: {fix}.")
