@@ -219,7 +219,7 @@ def test_disabled_backends_are_rejected_with_the_variable_named():
 
 
 def test_rank_scoped_disable(monkeypatch):
-    from attnpick.probe import disabled_backends
+    from attnpick.settings import disabled_backends
 
     monkeypatch.setenv("ATTNPICK_DISABLE_BACKENDS", "sdpa@1, xformers")
     monkeypatch.setenv("RANK", "0")
