@@ -159,9 +159,9 @@ def _attach_lora(model: Any, config: TrainConfig, backend: str) -> Any:
     set_seed(config.seed)  # LoRA's A matrices are drawn now, before the Trainer seeds anything
     own = loader_api(backend)
     if own is not None:  # a model loader (Unsloth) attaches its own LoRA
-        model = own.get_peft_model(  # type: ignore[attr-defined]model, r=config.lora_r, lora_alpha=config.lora_alpha,
-                                                 lora_dropout=config.lora_dropout,
-                                                 target_modules=config.target_modules, random_state=config.seed)
+        model = own.get_peft_model(model, r=config.lora_r, lora_alpha=config.lora_alpha,  # type: ignore[attr-defined]
+                                   lora_dropout=config.lora_dropout, target_modules=config.target_modules,
+                                   random_state=config.seed)
     else:
         model = attach_lora(model, r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                             target_modules=config.target_modules, seed=config.seed)
