@@ -66,6 +66,10 @@ class Confirmation:
             out[op] = out.get(op, 0) + 1
         return out
 
+    def kernel_summary(self) -> str:
+        """'flash kernel for CPU' (every call's kernel in words, each once), or '' when unknown."""
+        return " + ".join(kernel_words(op) for op in self.kernels)
+
     def kernel_line(self) -> str:
         """'aten::_scaled_dot_product_flash_attention_for_cpu x2 (flash kernel for CPU)', or '' when unknown."""
         return ", ".join(f"{op} x{n} ({kernel_words(op)})" for op, n in self.kernels.items())

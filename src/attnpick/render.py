@@ -236,7 +236,8 @@ def print_train(console: Console, report: TrainReport) -> None:
         if note.startswith("WARNING"):
             console.print(note, style="bold yellow", markup=False)
     first, last = (report.losses[0][1], report.losses[-1][1]) if report.losses else (float("nan"), float("nan"))
-    console.print(f"[bold]Trained[/] {report.model} with {report.backend}"
+    kernel = f" ({conf.kernel_summary()})" if conf is not None and conf.kernel_summary() else ""
+    console.print(f"[bold]Trained[/] {report.model} with {report.backend}{kernel}"
                   + (f" (Unsloth kernel {load.unsloth_kernel})" if load.unsloth_kernel else "")
                   + f", {load.dtype}, {load.quantization or 'no quantization'}")
     console.print(f"Steps {report.steps}: loss {first:.4f} -> {last:.4f}; {report.tokens_seen:,} tokens in "
