@@ -92,7 +92,8 @@ def test_the_guides_case_1_trains_and_generates_with_one_import_changed():
     assert result["lora"] == 2 * 7 * 2  # A and B, seven projections, two layers of tiny-exaone
     assert result["lora_b_with_grad"] == 14 and result["layers_with_grad"] == ["0", "1"]  # every layer learns
     assert result["new_tokens"] == 6 and result["use_cache"] is True and result["training"] is False
-    assert "attnpick: tiny-exaone -> sdpa (smoke run passed, sdpa_attention_forward x2 over 2 layers)" in stderr
+    assert ("attnpick: tiny-exaone -> sdpa (flash kernel for CPU; smoke run passed, sdpa_attention_forward x2 over 2 "
+            "layers)") in stderr
     assert "ruled out: unsloth [" in stderr
 
 

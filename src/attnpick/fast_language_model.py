@@ -272,8 +272,9 @@ def _banner(report: LoadReport) -> None:
     ran = ", ".join(f"{name.rsplit('.', 1)[-1]} x{n}" for name, n in (conf.calls or conf.forwards).items()) \
         if conf else ""
     proof = f"smoke run passed, {ran} over {conf.layers} layers" if conf and conf.ok else "smoke run passed"
-    kernel = f" (Unsloth's kernel: {report.unsloth_kernel})" if report.unsloth_kernel else \
-        (f" ({conf.kernel_summary()})" if conf and conf.kernel_summary() else "")
+    if not report.unsloth_kernel and conf and conf.kernel_summary():
+        proof = f"{conf.kernel_summary()}; {proof}"
+    kernel = f" (Unsloth's kernel: {report.unsloth_kernel})" if report.unsloth_kernel else ""
     quant = "4-bit NF4" if report.quantization else "no quantization"
     ruled_out = "; ".join(f"{a.backend} [{a.reasons[0].code}]" for a in report.attempts
                           if a.outcome != "loaded" and a.reasons)
