@@ -35,13 +35,15 @@ def test_cli_load_json_loads_tiny_exaone_natively_with_sdpa():
     assert report["model_class"] == "LlamaForCausalLM" and report["max_seq_length"] == 256
     attempts = report["attempts"]
     assert [a["backend"] for a in attempts] == ["unsloth", "flash_attention_3", "flash_attention_4",
-                                                "flash_attention_2", "xformers", "sdpa"]
+                                                "flash_attention_2", "torch_varlen", "xformers", "sdpa"]
     for attempt in attempts[:-1]:
         assert attempt["outcome"] == "rejected" and attempt["reasons"], attempt
     assert attempts[-1]["outcome"] == "loaded" and attempts[-1]["smoke"]["ok"] is True
     conf = report["confirmation"]
     assert conf["ok"] is True and conf["attn_implementation"] == "sdpa"
     assert conf["calls"] == {"transformers.integrations.sdpa_attention.sdpa_attention_forward": conf["layers"]}
+    # the kernel each layer ran: SDPA's flash kernel for CPU
+    assert conf["layer_kernels"] == ["aten::_scaled_dot_product_flash_attention_for_cpu"] * conf["layers"]
 
 
 def test_forced_eager_is_confirmed_as_eager(facts):
