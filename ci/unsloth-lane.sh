@@ -20,5 +20,5 @@ if [ ! -x $venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   echo "$want" > "$stamp"
 fi
 $venv/bin/python -c "import transformers, unsloth; print('unsloth lane:', unsloth.__version__, 'transformers', transformers.__version__)" 2>/dev/null
-$venv/bin/python -m pytest -q tests/unsloth "$@"
-$venv/bin/python -m pytest -q -m "not unsloth" "$@"
+$venv/bin/python -m pytest -q -n 2 --dist loadfile tests/unsloth "$@"
+$venv/bin/python -m pytest -q -n 2 --dist loadfile -m "not unsloth" "$@"
