@@ -161,7 +161,8 @@ def test_train_on_responses_only_labels_exactly_the_answers_and_prompts_add_noth
     import torch
 
     tok = tokenizer()
-    chats = [[{"role": "user", "content": "서울은 어떤 곳인가요?"}, {"role": "assistant", "content": "대한민국의 수도입니다."}],
+    chats = [[{"role": "user", "content": "서울은 어떤 곳인가요?"},
+              {"role": "assistant", "content": "대한민국의 수도입니다."}],
              [{"role": "system", "content": "짧게 답해."}, {"role": "user", "content": "1+1?"},
               {"role": "assistant", "content": "2"}, {"role": "user", "content": "2+2?"},
               {"role": "assistant", "content": "4"}]]

@@ -12,26 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import trl_on_this_machine
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _trl_blocked_on_cpu() -> str | None:
-    """TRL < 1.16 computes the SFT loss with a Triton kernel whenever triton is installed (Unsloth installs it), and
-    Triton has no CPU driver; TRL 1.16 checks the device first. The Unsloth lane (TRL 1.15) meets exactly that."""
-    import importlib.util
-    from importlib.metadata import version
-
-    import torch
-    from packaging.version import Version
-
-    if torch.cuda.is_available() or importlib.util.find_spec("triton") is None:
-        return None
-    if Version(version("trl")) < Version("1.16"):
-        return f"TRL {version('trl')} runs a Triton loss kernel on this CPU-only machine (triton is installed)"
-    return None
-
-
-trl_on_this_machine = pytest.mark.skipif(bool(_trl_blocked_on_cpu()), reason=str(_trl_blocked_on_cpu()))
 
 # The guide's case 1 (Unsloth's own example), with `from unsloth import FastLanguageModel` replaced.
 GUIDE = """

@@ -20,6 +20,8 @@ _LAZY = {
     "CATALOG": "attnpick.catalog",
     "load_model": "attnpick.loading",
     "FastLanguageModel": "attnpick.fast_language_model",
+    "is_bfloat16_supported": "attnpick.precision",
+    "is_bf16_supported": "attnpick.precision",
     "LoadReport": "attnpick.chain",
     "register_xformers": "attnpick.backends.xformers",
     "verify": "attnpick.parity",

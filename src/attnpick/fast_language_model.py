@@ -20,12 +20,15 @@ import sys
 import warnings
 from typing import Any
 
-from attnpick import lora, settings
+from attnpick import lora, settings, trl_keywords
 from attnpick.catalog import loader_api
 from attnpick.chain import LoadReport
 from attnpick.errors import UsageError
 from attnpick.loading import load_model
 from attnpick.quantization import keep_trainable
+
+# As Unsloth patches TRL on import: SFTTrainer / SFTConfig take Unsloth's keywords from here on (attnpick.trl_keywords).
+trl_keywords.install()
 
 REPORT_ATTR = "attnpick_report"
 TOKENIZER_ATTR = "_attnpick_tokenizer"
@@ -102,6 +105,7 @@ class FastLanguageModel:
                                               backend=backend, token=token, revision=revision)
         setattr(model, REPORT_ATTR, report)
         setattr(model, TOKENIZER_ATTR, tokenizer)
+        trl_keywords.remember_model(report.dtype, report.device)
         model._attnpick_checkpointing_default = use_gradient_checkpointing
         _banner(report)
         return model, tokenizer

@@ -1,0 +1,126 @@
+"""TRL as Unsloth's notebooks call it (attnpick.trl_keywords), once attnpick.FastLanguageModel is imported; a modern
+TRL call unchanged; `import attnpick` alone patches nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+from tests.conftest import trl_on_this_machine
+
+EXAONE_TEXT = ("[|system|][|endofturn|]\n[|user|]서울은 어떤 곳인가요?\n[|assistant|]대한민국의 수도입니다."
+               "[|endofturn|]\n")
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    from attnpick import FastLanguageModel
+
+    model, tokenizer = FastLanguageModel.from_pretrained("tiny-exaone", max_seq_length=256, dtype=None,
+                                                         load_in_4bit=True)
+    model = FastLanguageModel.get_peft_model(model, r=8, lora_alpha=16, use_gradient_checkpointing="unsloth")
+    return model, tokenizer
+
+
+def _data(n=8):
+    from datasets import Dataset
+
+    return Dataset.from_list([{"text": EXAONE_TEXT}] * n)
+
+
+@trl_on_this_machine
+def test_an_unsloth_notebooks_sft_call_trains(loaded, tmp_path):
+    from trl import SFTConfig, SFTTrainer
+
+    from attnpick import is_bfloat16_supported
+
+    model, tokenizer = loaded
+    with pytest.warns(UserWarning, match="attnpick translated Unsloth's TRL keywords") as caught:
+        trainer = SFTTrainer(
+            model=model, tokenizer=tokenizer, train_dataset=_data(), dataset_text_field="text", max_seq_length=256,
+            packing=False, dataset_num_proc=1,
+            args=SFTConfig(per_device_train_batch_size=2, gradient_accumulation_steps=1, warmup_steps=0,
+                           max_steps=2, learning_rate=2e-4, fp16=not is_bfloat16_supported(),
+                           bf16=is_bfloat16_supported(), logging_steps=1, optim="adamw_torch", weight_decay=0.01,
+                           lr_scheduler_type="linear", seed=3407, output_dir=str(tmp_path), report_to="none"))
+    text = " ".join(str(w.message) for w in caught)
+    assert "tokenizer=" in text and "processing_class" in text and "max_seq_length" in text
+    assert trainer.args.max_length == 256 and trainer.args.dataset_text_field == "text" and not trainer.args.fp16
+    assert trainer.processing_class is tokenizer
+    stats = trainer.train()
+    assert stats.global_step == 2
+
+
+@trl_on_this_machine
+def test_training_arguments_become_an_sft_config(loaded, tmp_path):
+    from transformers import TrainingArguments
+    from trl import SFTConfig, SFTTrainer
+
+    model, tokenizer = loaded
+    with pytest.warns(UserWarning, match="TrainingArguments"):
+        trainer = SFTTrainer(model=model, tokenizer=tokenizer, train_dataset=_data(), dataset_text_field="text",
+                             max_seq_length=128, args=TrainingArguments(output_dir=str(tmp_path), max_steps=1,
+                                                                        per_device_train_batch_size=2,
+                                                                        learning_rate=1e-4, report_to="none"))
+    assert isinstance(trainer.args, SFTConfig)
+    assert (trainer.args.max_steps, trainer.args.learning_rate, trainer.args.max_length) == (1, 1e-4, 128)
+
+
+def test_sft_config_without_precision_follows_the_loaded_model(loaded, tmp_path):
+    from trl import SFTConfig
+
+    with pytest.warns(UserWarning, match=r"bf16=False, fp16=False \(the model is float32 on cpu\)"):
+        config = SFTConfig(output_dir=str(tmp_path), max_seq_length=64)
+    assert (config.bf16, config.fp16, config.max_length) == (False, False, 64)
+
+
+def test_a_modern_trl_call_is_exactly_as_without_the_patch(loaded, tmp_path):
+    from trl import SFTConfig
+
+    model, tokenizer = loaded
+    kwargs = {"output_dir": str(tmp_path), "max_length": 128, "bf16": False, "report_to": "none", "max_steps": 1}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        patched = SFTConfig(**kwargs)
+    assert not [w for w in caught if "attnpick" in str(w.message)]
+    plain = SFTConfig.__new__(SFTConfig)
+    SFTConfig.__init__.__wrapped__(plain, **kwargs)  # TRL's own __init__
+    assert patched.to_dict() == plain.to_dict()
+    from attnpick.trl_keywords import trainer_keywords
+
+    modern = {"model": model, "args": patched, "processing_class": tokenizer, "train_dataset": _data()}
+    assert trainer_keywords(modern, SFTConfig) == (modern, [])
+
+
+def test_install_is_idempotent_and_marked():
+    import trl
+
+    from attnpick import trl_keywords
+
+    before = (trl.SFTTrainer.__init__, trl.SFTConfig.__init__)
+    assert trl_keywords.install() and trl_keywords.install()
+    assert (trl.SFTTrainer.__init__, trl.SFTConfig.__init__) == before
+    assert getattr(trl.SFTTrainer.__init__, trl_keywords.MARK) is True
+
+
+def test_plain_import_attnpick_patches_nothing():
+    code = ("import attnpick, trl; trl.SFTConfig; "
+            "print(getattr(trl.SFTTrainer.__init__, '_attnpick_unsloth_keywords', False))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "False"
+
+
+def test_rendered_text_keeps_one_end_of_turn_token(loaded, tmp_path):
+    from trl import SFTConfig, SFTTrainer
+
+    model, tokenizer = loaded
+    trainer = SFTTrainer(model=model, processing_class=tokenizer, train_dataset=_data(2),
+                         args=SFTConfig(output_dir=str(tmp_path), max_length=256, bf16=False, report_to="none",
+                                        dataset_text_field="text"))
+    decoded = tokenizer.decode(trainer.train_dataset[0]["input_ids"])
+    # the system turn's and the answer's: TRL would have appended a third after the trailing newline
+    assert decoded.endswith("대한민국의 수도입니다.[|endofturn|]") and decoded.count("[|endofturn|]") == 2
