@@ -79,11 +79,13 @@ class LoadReport:
     transformers_patched: bool | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
     ranks_that_differed: tuple[RankDifference, ...] = ()
+    source_folder: str = ""  # the model's own folder (`folder` is the Llama copy when EXAONE is mapped)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model,
             "folder": self.folder,
+            "source_folder": self.source_folder,
             "found_in": self.found_in,
             "chosen": self.chosen,
             "unsloth_kernel": self.unsloth_kernel,
@@ -134,7 +136,8 @@ def load_with(decision: Decision, prepared: Prepared, facts: EnvFacts,
     from transformers import __version__ as transformers_version  # loaded by now; only its version
 
     report = LoadReport(
-        model=prepared.name, folder=str(prepared.load_folder), found_in=prepared.found_in, chosen=attempts[-1].backend,
+        model=prepared.name, folder=str(prepared.load_folder), source_folder=str(prepared.folder),
+        found_in=prepared.found_in, chosen=attempts[-1].backend,
         architecture=prepared.architecture, model_class=type(loaded.model).__name__,
         transformers=transformers_version, quantization=NF4 if options.load_in_4bit else None,
         dtype=decision.dtype, device=str(device_of(loaded.model)), max_seq_length=options.max_seq_length,

@@ -71,6 +71,18 @@ def llama_key(name: str) -> str:
     return name
 
 
+# The same renames backwards (last first), for writing a model loaded as Llama back under EXAONE's names.
+_BACK = tuple((re.compile(("^" if src.startswith("^") else "") + re.escape(dst)), src.lstrip("^").replace("\\.", "."))
+              for src, dst in reversed(WEIGHT_RENAMES))
+
+
+def exaone_key(name: str) -> str:
+    """A Llama weight name as EXAONE 3.x's checkpoint names it (the inverse of `llama_key`)."""
+    for pattern, replacement in _BACK:
+        name = pattern.sub(replacement, name)
+    return name
+
+
 def expected_llama_keys(config: dict[str, Any]) -> tuple[set[str], set[str]]:
     """(keys a LlamaForCausalLM of this config has, keys it may lack in a checkpoint: tied lm_head)."""
     import torch

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import inspect
 import sys
+import types
 import warnings
+from dataclasses import replace
 from typing import Any
 
-from attnpick import lora, settings, trl_keywords
+from attnpick import adapters, lora, settings, trl_keywords
 from attnpick.catalog import loader_api
 from attnpick.chain import LoadReport
 from attnpick.errors import UsageError
+from attnpick.export import hub, merged
 from attnpick.loading import load_model
 from attnpick.quantization import keep_trainable
 
@@ -100,13 +103,16 @@ class FastLanguageModel:
         _check_unsloth_keywords(kwargs)
         if load_in_16bit or full_finetuning:
             load_in_4bit = False
-        model, tokenizer, report = load_model(model_name, max_seq_length=max_seq_length, dtype=dtype,
+        base = adapters.adapter_base(model_name)  # a saved LoRA folder: its base model, then the adapter
+        model, tokenizer, report = load_model(base or model_name, max_seq_length=max_seq_length, dtype=dtype,
                                               load_in_4bit=load_in_4bit, trust_remote_code=trust_remote_code,
                                               backend=backend, token=token, revision=revision)
-        setattr(model, REPORT_ATTR, report)
-        setattr(model, TOKENIZER_ATTR, tokenizer)
+        if base is not None:
+            model = adapters.attach(model, model_name)
+            tokenizer = adapters.saved_tokenizer(model_name, max_seq_length) or tokenizer
+            report = replace(report, notes=(*report.notes, f"LoRA adapter {model_name} attached to {base}"))
+        _remember(model, tokenizer, report, use_gradient_checkpointing)
         trl_keywords.remember_model(report.dtype, report.device)
-        model._attnpick_checkpointing_default = use_gradient_checkpointing
         _banner(report)
         return model, tokenizer
 
@@ -182,8 +188,8 @@ class FastLanguageModel:
                 gradient_checkpointing=use_gradient_checkpointing in (True, "unsloth"),
                 layers_to_transform=layers_to_transform, layers_pattern=layers_pattern,
                 modules_to_save=modules_to_save, init_lora_weights=init_lora_weights)
-        setattr(peft_model, REPORT_ATTR, report)
-        peft_model._attnpick_checkpointing_default = use_gradient_checkpointing
+        adapters.record_base(peft_model, report.model)
+        _remember(peft_model, getattr(model, TOKENIZER_ATTR, None), report, use_gradient_checkpointing)
         return peft_model
 
     @staticmethod
@@ -246,6 +252,39 @@ def _check_unsloth_keywords(kwargs: dict[str, Any], where: str = "from_pretraine
         note = f" ({', '.join(unknown)} unknown to Unsloth 2026.10 too)" if unknown else ""
         warnings.warn(f"attnpick FastLanguageModel.{where} ignores {', '.join(ignored)}: they tune Unsloth's own "
                       f"machinery, which is not loaded here{note}.", UserWarning, stacklevel=3)
+
+
+def _remember(model: Any, tokenizer: Any, report: LoadReport, checkpointing: Any) -> None:
+    """The load report, the tokenizer and Unsloth's saving methods on the model, as Unsloth's own models carry them."""
+    setattr(model, REPORT_ATTR, report)
+    setattr(model, TOKENIZER_ATTR, tokenizer)
+    model._attnpick_checkpointing_default = checkpointing
+    model.save_pretrained_merged = types.MethodType(_save_pretrained_merged, model)
+    model.save_pretrained_gguf = types.MethodType(_save_pretrained_gguf, model)
+    model.push_to_hub_merged = types.MethodType(_push_to_hub_merged, model)
+    model.push_to_hub_gguf = types.MethodType(_save_pretrained_gguf, model)
+
+
+def _save_pretrained_merged(model: Any, save_directory: str, tokenizer: Any = None, save_method: str = "merged_16bit",
+                            **ignored: Any) -> str:
+    """Unsloth's `model.save_pretrained_merged`: see `attnpick.export.merged`."""
+    report = _report_of(model)
+    out = merged.save_merged(model, tokenizer if tokenizer is not None else getattr(model, TOKENIZER_ATTR, None),
+                             save_directory, save_method, source_folder=report.source_folder or None)
+    return str(out)
+
+
+def _save_pretrained_gguf(model: Any, *args: Any, **kwargs: Any) -> None:
+    raise UsageError("save_pretrained_gguf / push_to_hub_gguf are not available in this attnpick yet. Save a merged "
+                     "model (model.save_pretrained_merged(dir, tokenizer, save_method='merged_16bit')) and convert it "
+                     "with llama.cpp's convert_hf_to_gguf.py.")
+
+
+def _push_to_hub_merged(model: Any, repo_id: str, tokenizer: Any = None, save_method: str = "merged_16bit",
+                        token: str | None = None, private: bool | None = None, **ignored: Any) -> str:
+    """Unsloth's `push_to_hub_merged`: see `attnpick.export.hub`."""
+    return hub.push_merged(lambda folder: _save_pretrained_merged(model, folder, tokenizer, save_method), repo_id,
+                           token=token, private=private)
 
 
 def _report_of(model: Any) -> LoadReport:

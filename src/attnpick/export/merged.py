@@ -1,0 +1,122 @@
+"""A LoRA merged into its base, saved so that plain transformers loads it without attnpick.
+
+`merged_16bit`: every 4-bit (NF4) weight dequantized (bitsandbytes' own `dequantize_4bit`), each LoRA's delta
+(peft's `get_delta_weight`) added in float32, the result in 16 bits (the checkpoint's own dtype when it is 16-bit,
+else float16). So the merged model computes what the adapter model computed, up to 16-bit rounding. Written in
+the original model's config and weight names: an EXAONE model loaded through attnpick's Llama mapping (or as Llama
+by transformers 5.24) is written back under EXAONE's names with its own config.json, with its tokenizer and chat
+template. `lora`: the adapter alone (peft's `save_pretrained`) and the tokenizer. The folder appears whole or not
+at all.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from attnpick import exaone, files
+from attnpick.errors import UsageError
+from attnpick.model_info import read_config
+
+SAVE_METHODS = ("merged_16bit", "lora")
+SIDE_FILES = ("generation_config.json",)
+
+
+def check_output(out: str | Path) -> Path:
+    path = Path(out).expanduser()
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise UsageError(f"{path} exists and is not an empty folder; pick a new folder for the merged model.")
+    return path
+
+
+def save_merged(model: Any, tokenizer: Any, out: str | Path, save_method: str = "merged_16bit",
+                source_folder: str | None = None) -> Path:
+    """Write `model` (a peft LoRA model, 4-bit base or not) to `out` by `save_method`; returns the folder."""
+    if save_method == "merged_4bit" or save_method == "merged_4bit_forced":
+        raise UsageError("save_method='merged_4bit' is not available in this attnpick: a 4-bit merge loses the "
+                         "LoRA's precision. Use save_method='merged_16bit' (load it with load_in_4bit=True to train "
+                         "or serve it in 4-bit).")
+    if save_method not in SAVE_METHODS:
+        raise UsageError(f"Unknown save_method {save_method!r}. Choose one of: {', '.join(SAVE_METHODS)}.")
+    path = check_output(out)
+    with files.publish_folder(path, replace=path.is_dir()) as staged:  # replace: only an empty folder is there
+        if save_method == "lora":
+            model.save_pretrained(str(staged))
+        else:
+            _write_merged(model, staged, source_folder)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(staged))
+    return path
+
+
+def _write_merged(model: Any, staged: Path, source_folder: str | None) -> None:
+    from huggingface_hub import save_torch_state_dict
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    source = Path(source_folder) if source_folder else Path(getattr(base.config, "_name_or_path", "") or ".")
+    original = read_config(source) if (source / "config.json").is_file() else base.config.to_dict()
+    dtype = _dtype(original)
+    state = merged_state_dict(model, dtype)
+    if exaone.is_exaone(original):
+        state = {exaone.exaone_key(name): tensor for name, tensor in state.items()}
+    if original.get("tie_word_embeddings", getattr(base.config, "tie_word_embeddings", False)):
+        state.pop("lm_head.weight", None)  # tied to the embeddings, as the checkpoint had it
+    save_torch_state_dict(state, str(staged), max_shard_size="5GB", safe_serialization=True)
+    config = {k: v for k, v in original.items() if k != "quantization_config"}
+    config["torch_dtype"] = config["dtype"] = dtype
+    files.write_text(staged / "config.json", json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    for name in SIDE_FILES:
+        if (source / name).is_file():
+            shutil.copy2(source / name, staged / name)
+
+
+def _dtype(config: dict[str, Any]) -> str:
+    declared = config.get("torch_dtype") or config.get("dtype")
+    return declared if declared in ("bfloat16", "float16") else "float16"
+
+
+def merged_state_dict(model: Any, dtype: str = "float16") -> dict[str, Any]:
+    """The base model's weights under its own names with every active LoRA merged in and every 4-bit weight
+    dequantized, in `dtype`."""
+    import torch
+    from peft.tuners.lora import LoraLayer
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    target = getattr(torch, dtype)
+    out: dict[str, Any] = {}
+    skip: set[str] = set()
+    for name, module in base.named_modules():
+        if any(name == s or name.startswith(s + ".") for s in skip):
+            continue
+        if isinstance(module, LoraLayer):
+            layer = module.get_base_layer()
+            weight = _dense(layer).float()
+            for adapter in module.active_adapters:
+                if adapter in module.lora_A:
+                    weight = weight + module.get_delta_weight(adapter).float().to(weight.device)
+            out[f"{name}.weight"] = weight.to(target).contiguous()
+            if getattr(layer, "bias", None) is not None:
+                out[f"{name}.bias"] = layer.bias.detach().to(target)
+            skip.add(name)
+            continue
+        for pname, param in module.named_parameters(recurse=False):
+            tensor = _dense(module) if pname == "weight" and _is_4bit(param) else param.detach()
+            out[f"{name}.{pname}" if name else pname] = tensor.to(target if tensor.is_floating_point() else
+                                                                  tensor.dtype).contiguous()
+    return {k: v.cpu() for k, v in out.items()}
+
+
+def _is_4bit(param: Any) -> bool:
+    return type(param).__name__ == "Params4bit"
+
+
+def _dense(layer: Any) -> Any:
+    """A linear layer's weight as a plain tensor, dequantized when it is a bitsandbytes 4-bit one."""
+    weight = layer.weight
+    if _is_4bit(weight):
+        import bitsandbytes.functional as bnbf
+
+        return bnbf.dequantize_4bit(weight.data, weight.quant_state)
+    return weight.detach()
