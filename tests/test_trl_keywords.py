@@ -124,3 +124,23 @@ def test_rendered_text_keeps_one_end_of_turn_token(loaded, tmp_path):
     decoded = tokenizer.decode(trainer.train_dataset[0]["input_ids"])
     # the system turn's and the answer's: TRL would have appended a third after the trailing newline
     assert decoded.endswith("대한민국의 수도입니다.[|endofturn|]") and decoded.count("[|endofturn|]") == 2
+
+
+def test_unsloths_dataset_text_field_trains_on_the_text_even_beside_conversations(loaded, tmp_path):
+    """Unsloth's notebooks keep the ShareGPT `conversations` column next to the rendered `text`; TRL would prefer the
+    conversations (and render them again with a from/value template that then renders nothing)."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    model, tokenizer = loaded
+    rows = [{"conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}], "text": EXAONE_TEXT}]
+    with pytest.warns(UserWarning, match="trains on 'text', not its conversations column"):
+        trainer = SFTTrainer(model=model, tokenizer=tokenizer, train_dataset=Dataset.from_list(rows * 2),
+                             dataset_text_field="text",
+                             args=SFTConfig(output_dir=str(tmp_path), bf16=False, report_to="none", max_length=256))
+    assert "서울은 어떤 곳인가요?" in tokenizer.decode(trainer.train_dataset[0]["input_ids"])
+    # A modern call (the field in SFTConfig) keeps TRL's own choice: the conversations, rendered by the template.
+    modern = SFTTrainer(model=model, processing_class=tokenizer, train_dataset=Dataset.from_list(rows * 2),
+                        args=SFTConfig(output_dir=str(tmp_path), bf16=False, report_to="none", max_length=256,
+                                       dataset_text_field="text"))
+    assert "서울은 어떤 곳인가요?" not in tokenizer.decode(modern.train_dataset[0]["input_ids"])

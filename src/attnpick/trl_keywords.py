@@ -14,6 +14,8 @@ marked), and a call that uses none of these keywords reaches TRL unchanged:
 - `SFTConfig(fp16=True)` on a CPU (the notebooks' `fp16=not is_bfloat16_supported()`): `fp16=False`, since a
   CPU has no fp16 mixed precision.
 
+With `dataset_text_field=` given to `SFTTrainer` (Unsloth's spelling), the trainer trains on that text column even
+where the dataset also holds its `conversations` or `messages` (TRL would prefer those and render them again).
 One warning lists what was translated. Text already rendered with a chat template (`dataset_text_field`) that
 ends in the end-of-turn token and a newline keeps its one end-of-turn token: TRL would append a second
 (`[|endofturn|]\\n[|endofturn|]` with EXAONE's template), so the trailing whitespace after it is dropped first.
@@ -114,7 +116,10 @@ def _config_init(original: Any) -> Any:
 def _trainer_init(original: Any, config_class: type) -> Any:
     @functools.wraps(original)
     def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        text_field = "dataset_text_field" in kwargs
         kwargs, notes = trainer_keywords(kwargs, config_class)
+        if text_field:
+            notes += _text_only(kwargs)
         _warn(notes)
         _one_end_of_turn(kwargs)
         original(self, *args, **kwargs)
@@ -130,6 +135,24 @@ def _as_config(args: Any, config_class: type) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TrainingArguments' own deprecation notes were shown when it was built
         return config_class(**{k: v for k, v in values.items() if k in known})
+
+
+CONVERSATIONAL = ("messages", "conversations", "prompt", "completion")
+
+
+def _text_only(kwargs: dict[str, Any]) -> list[str]:
+    """`SFTTrainer(dataset_text_field="text")` in Unsloth's spelling trains on that text: the dataset's conversation
+    columns (which TRL would prefer and render again with the template) are left out of the trainer's copy."""
+    field = getattr(kwargs.get("args"), "dataset_text_field", None)
+    notes = []
+    for name in ("train_dataset", "eval_dataset"):
+        dataset = kwargs.get(name)
+        columns = list(getattr(dataset, "column_names", None) or [])
+        extra = [c for c in CONVERSATIONAL if c in columns]
+        if field in columns and extra and hasattr(dataset, "remove_columns"):
+            kwargs[name] = dataset.remove_columns(extra)
+            notes.append(f"{name} trains on {field!r}, not its {', '.join(extra)} column")
+    return notes
 
 
 def _one_end_of_turn(kwargs: dict[str, Any]) -> None:
