@@ -13,7 +13,9 @@ def is_bfloat16_supported() -> bool:
     return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
 
 
-is_bf16_supported = is_bfloat16_supported
+def is_bf16_supported() -> bool:
+    """Unsloth's other name for `is_bfloat16_supported`."""
+    return is_bfloat16_supported()
 
 
 def mixed_precision(dtype: str | None, device: str | None) -> dict[str, bool]:
