@@ -202,3 +202,11 @@ def test_train_on_responses_only_labels_data_the_collator_tokenizes_later(tmp_pa
     feature = {"input_ids": tok("[|user|]Q2\n[|assistant|]B[|endofturn|]\n", add_special_tokens=False)["input_ids"]}
     labels = trainer.data_collator([feature])["labels"][0].tolist()
     assert tok.decode([t for t in labels if t != -100]) == "B[|endofturn|]\n"
+
+
+def test_standardize_sharegpt_streams_too():
+    from datasets import Dataset
+
+    rows = [{"conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}]}]
+    streamed = standardize_sharegpt(Dataset.from_list(rows).to_iterable_dataset())
+    assert next(iter(streamed))["conversations"] == CHAT[1:]

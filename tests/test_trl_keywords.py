@@ -144,3 +144,21 @@ def test_unsloths_dataset_text_field_trains_on_the_text_even_beside_conversation
                         args=SFTConfig(output_dir=str(tmp_path), bf16=False, report_to="none", max_length=256,
                                        dataset_text_field="text"))
     assert "서울은 어떤 곳인가요?" not in tokenizer.decode(modern.train_dataset[0]["input_ids"])
+
+
+def test_streamed_datasets_are_trimmed_too():
+    """An IterableDataset (streaming) has no `desc` for map and may not know its columns up front."""
+    from datasets import Dataset
+
+    from attnpick.trl_keywords import _one_end_of_turn
+
+    class Tokenizer:
+        eos_token = "[|endofturn|]"
+
+    class Args:
+        dataset_text_field = "text"
+
+    streamed = Dataset.from_list([{"text": EXAONE_TEXT}]).to_iterable_dataset()
+    kwargs = {"args": Args(), "processing_class": Tokenizer(), "train_dataset": streamed}
+    _one_end_of_turn(kwargs)
+    assert next(iter(kwargs["train_dataset"]))["text"] == EXAONE_TEXT.rstrip()

@@ -19,6 +19,7 @@ from typing import Any
 
 from attnpick.errors import UsageError
 from attnpick.training.layouts import SHAREGPT_ROLES
+from attnpick.training.sources import mapped
 
 logger = logging.getLogger(__name__)
 
@@ -226,8 +227,8 @@ def standardize_sharegpt(dataset: Any, aliases_for_system: Sequence[str] = ("sys
                  for t in row[key] or []]
         return {"conversations": turns}
 
-    return dataset.map(convert, remove_columns=[key] if key != "conversations" else None,
-                       desc="standardizing conversations")
+    return mapped(dataset, convert, "standardizing conversations",
+                  remove_columns=[key] if key != "conversations" else None)
 
 
 def standardize_data_formats(dataset: Any, tokenizer: Any = None, aliases_for_system: Sequence[str] = ("system",),
@@ -372,7 +373,7 @@ def train_on_responses_only(trainer: Any, instruction_part: str | None = None, r
 def _labelled(dataset: Any, with_labels: Callable[[dict[str, list[Any]]], dict[str, list[Any]]]) -> Any:
     if "input_ids" not in getattr(dataset, "column_names", []) or not hasattr(dataset, "map"):
         return dataset  # not tokenized yet: the collator labels it
-    return dataset.map(with_labels, batched=True, desc="labels on responses only")
+    return mapped(dataset, with_labels, "labels on responses only", batched=True)
 
 
 def _padding_collator(trainer: Any, tokenizer: Any) -> Any:

@@ -30,6 +30,7 @@ import warnings
 from typing import Any
 
 from attnpick.precision import mixed_precision
+from attnpick.training.sources import mapped
 
 logger = logging.getLogger(__name__)
 
@@ -171,11 +172,11 @@ def _one_end_of_turn(kwargs: dict[str, Any]) -> None:
 
     for name in ("train_dataset", "eval_dataset"):
         dataset = kwargs.get(name)
-        if dataset is None or field not in getattr(dataset, "column_names", None) or []:
+        if dataset is None or field not in (getattr(dataset, "column_names", None) or []):
             continue
         sample = next(iter(dataset))[field]
         if trimmed(sample) is not sample:
-            kwargs[name] = dataset.map(lambda row: {field: trimmed(row[field])}, desc="one end-of-turn token")
+            kwargs[name] = mapped(dataset, lambda row: {field: trimmed(row[field])}, "one end-of-turn token")
     func = kwargs.get("formatting_func")
     if func is not None and not getattr(func, MARK, False):
         @functools.wraps(func)

@@ -166,3 +166,13 @@ def _guard(load: Any, spec: str) -> Any:
     except Exception as exc:  # noqa: BLE001
         raise UsageError(f"{spec}: cannot be read as a saved dataset ({type(exc).__name__}: "
                          f"{first_line(exc)}).") from None
+
+
+def mapped(dataset: Any, function: Any, desc: str, **kwargs: Any) -> Any:
+    """`dataset.map(function, **kwargs)` with a progress label where the dataset takes one (an `IterableDataset`
+    maps lazily and has no `desc`)."""
+    import datasets
+
+    if isinstance(dataset, datasets.Dataset):
+        kwargs["desc"] = desc
+    return dataset.map(function, **kwargs)
