@@ -24,9 +24,13 @@ SHAREGPT = {"role": "from", "content": "value", "user": "human", "assistant": "g
 
 
 def tokenizer():
+    """tiny-exaone's tokenizer from the folder attnpick loads (the Llama copy: transformers 5.17 would ask for the
+    EXAONE folder's remote code), with EXAONE's own chat template."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(tiny.ensure())
+    from attnpick import exaone
+
+    return AutoTokenizer.from_pretrained(exaone.converted_folder(tiny.ensure()), trust_remote_code=False)
 
 
 def rendered(tok, chat, **kwargs):
