@@ -10,7 +10,6 @@ Jinja template by one builder. Turns are matched by role, never printed from it,
 
 from __future__ import annotations
 
-import logging
 import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -20,8 +19,6 @@ from typing import Any
 from attnpick.errors import UsageError
 from attnpick.training.layouts import SHAREGPT_ROLES
 from attnpick.training.sources import mapped
-
-logger = logging.getLogger(__name__)
 
 EOS = "{eos}"  # stands for the tokenizer's own end-of-sequence token in a format
 DEFAULT_MAPPING = {"role": "role", "content": "content", "user": "user", "assistant": "assistant"}

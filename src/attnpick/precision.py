@@ -4,13 +4,20 @@
 from __future__ import annotations
 
 
+def has_gpu() -> bool:
+    """Whether torch sees a CUDA (or ROCm) GPU here."""
+    import torch  # heavy: asked for only when a run is being set up
+
+    return bool(torch.cuda.is_available())
+
+
 def is_bfloat16_supported() -> bool:
     """Whether this machine's GPU computes bfloat16 (Ampere or newer); False on a CPU, as in Unsloth's notebooks,
     which pass `bf16=is_bfloat16_supported(), fp16=not is_bfloat16_supported()` (on a CPU, attnpick's TRL keywords
     turn that fp16 off again: there is no fp16 mixed precision on a CPU)."""
-    import torch  # heavy: asked for only when a run is being set up
+    import torch
 
-    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    return has_gpu() and bool(torch.cuda.is_bf16_supported())
 
 
 def is_bf16_supported() -> bool:
@@ -23,3 +30,10 @@ def mixed_precision(dtype: str | None, device: str | None) -> dict[str, bool]:
     bfloat16 model on a GPU, fp16 for a float16 one, neither on a CPU or for float32."""
     on_gpu = bool(device) and not str(device).startswith("cpu")
     return {"bf16": on_gpu and dtype == "bfloat16", "fp16": on_gpu and dtype == "float16"}
+
+
+def machine_precision() -> dict[str, bool]:
+    """The Trainer's precision flags for this machine when no model was loaded yet: bf16 on a bfloat16 GPU, fp16 on an
+    older GPU, neither on a CPU."""
+    bf16 = is_bfloat16_supported()
+    return {"bf16": bf16, "fp16": has_gpu() and not bf16}

@@ -29,7 +29,7 @@ import logging
 import warnings
 from typing import Any
 
-from attnpick.precision import mixed_precision
+from attnpick.precision import has_gpu, machine_precision, mixed_precision
 from attnpick.training.sources import mapped
 
 logger = logging.getLogger(__name__)
@@ -72,11 +72,11 @@ def config_keywords(kwargs: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                 notes.append(f"SFTConfig({old}=) as {new}=")
     loaded = _LOADED["device"]
     if "bf16" not in out and "fp16" not in out:
-        precision = mixed_precision(_LOADED["dtype"], loaded) if loaded else _machine_precision()
+        precision = mixed_precision(_LOADED["dtype"], loaded) if loaded else machine_precision()
         if not precision["bf16"]:  # TRL's default is bf16, which this model or machine cannot take
             out.update(precision)
             notes.append(f"bf16={precision['bf16']}, fp16={precision['fp16']} ({_what_was_loaded()})")
-    elif out.get("fp16") and not (not str(loaded).startswith("cpu") if loaded else _gpu()):
+    elif out.get("fp16") and not (not str(loaded).startswith("cpu") if loaded else has_gpu()):
         out["fp16"] = False
         notes.append("fp16=False (a CPU has no fp16 mixed precision)")
     return out, notes
@@ -192,20 +192,6 @@ def _warn(notes: list[str]) -> None:
     if notes:
         warnings.warn("attnpick translated Unsloth's TRL keywords: " + "; ".join(notes) + ".", UserWarning,
                       stacklevel=3)
-
-
-def _gpu() -> bool:
-    import torch
-
-    return bool(torch.cuda.is_available())
-
-
-def _machine_precision() -> dict[str, bool]:
-    import torch
-
-    if not torch.cuda.is_available():
-        return {"bf16": False, "fp16": False}
-    return {"bf16": bool(torch.cuda.is_bf16_supported()), "fp16": not torch.cuda.is_bf16_supported()}
 
 
 def _what_was_loaded() -> str:
