@@ -184,3 +184,14 @@ def test_measured_policy_orders_by_measured_time(facts, monkeypatch, tmp_path):
 def test_bad_input_exits_2(args, needle):
     proc = cli(*args)
     assert proc.returncode == 2 and needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_kernel_row_above_the_matmul_ceiling_is_reported_as_a_timing_bug():
+    from attnpick.benchmark import BenchRow, _above_peak
+
+    metrics = {"forward": {"tflops": 0.4}, "forward_backward": {"tflops": 0.2}}
+    row = BenchRow("sdpa", "sdpa (torch 2.13.0)", 256, True, metrics)
+    assert _above_peak(row, 0.39) is row  # within the 5% allowance
+    assert _above_peak(row, None) is row  # no ceiling measured: nothing to check against
+    flagged = _above_peak(row, 0.3)
+    assert not flagged.ok and flagged.error == "timing bug: 0.40 TFLOP/s is above the measured matmul peak 0.30"
