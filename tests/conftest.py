@@ -33,9 +33,18 @@ def skip_marked(items: list[pytest.Item], marker: str, reason: str) -> None:
             item.add_marker(skip)
 
 
+def _has_llama_cpp() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not _has_gpu():
         skip_marked(items, "gpu", "needs an NVIDIA GPU; run scripts/gpu-check.sh on a GPU machine")
+    # The llama.cpp lane sets ATTNPICK_REQUIRE_LLAMA_CPP=1: there a missing llama-cpp-python fails, never skips.
+    if not _has_llama_cpp() and os.environ.get("ATTNPICK_REQUIRE_LLAMA_CPP") != "1":
+        skip_marked(items, "llama_cpp", "needs llama-cpp-python; bash ci/llama-cpp-lane.sh builds and runs it")
 
 
 @pytest.fixture(autouse=True)
@@ -107,3 +116,22 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     import shutil
 
     shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def tuned():
+    """For the export tests: tiny-exaone in 4-bit with a LoRA whose B matrices are not zero (a fresh LoRA changes
+    nothing to merge)."""
+    import torch
+
+    from attnpick import FastLanguageModel
+
+    model, tokenizer = FastLanguageModel.from_pretrained("tiny-exaone", max_seq_length=256, load_in_4bit=True)
+    model = FastLanguageModel.get_peft_model(model, r=8, lora_alpha=16, random_state=3407)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=gen) * 0.05)
+    model.eval()
+    return model, tokenizer

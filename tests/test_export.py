@@ -22,22 +22,6 @@ def _native_exaone() -> bool:
     return Version(__version__) >= Version("5.24")
 
 
-@pytest.fixture(scope="module")
-def tuned():
-    """tiny-exaone in 4-bit with a LoRA whose B matrices are not zero (a fresh LoRA changes nothing to merge)."""
-    from attnpick import FastLanguageModel
-
-    model, tokenizer = FastLanguageModel.from_pretrained("tiny-exaone", max_seq_length=256, load_in_4bit=True)
-    model = FastLanguageModel.get_peft_model(model, r=8, lora_alpha=16, random_state=3407)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.copy_(torch.randn(param.shape, generator=gen) * 0.05)
-    model.eval()
-    return model, tokenizer
-
-
 def _logits(model, tokenizer):
     ids = tokenizer(PROMPT, return_tensors="pt", add_special_tokens=False)
     with torch.no_grad():
@@ -106,9 +90,12 @@ def test_save_method_lora_writes_the_adapter_and_the_tokenizer(tuned, tmp_path):
     (lambda m, t, p: m.save_pretrained_merged(str(p / "x"), t, save_method="merged_8bit"), "Unknown save_method"),
     (lambda m, t, p: m.save_pretrained_merged(str(p / "x"), t, save_method="merged_4bit"), "merged_16bit"),
     (lambda m, t, p: m.save_pretrained_merged(str(p), t), "not an empty folder"),
-    (lambda m, t, p: m.save_pretrained_gguf(str(p / "g"), t, quantization_method="q8_0"), "not available"),
+    (lambda m, t, p: m.save_pretrained_gguf(str(p), t, quantization_method="q3_xl"), "Unknown quantization_method"),
+    (lambda m, t, p: m.save_pretrained_gguf(str(p / "keep.txt"), t), "is a file, not a folder"),
     (lambda m, t, p: m.push_to_hub_merged("someone/model", t), "HF_HUB_OFFLINE"),
-], ids=["unknown-method", "4bit", "non-empty-folder", "gguf", "push-offline"])
+    (lambda m, t, p: m.push_to_hub_gguf("someone/model", t), "HF_HUB_OFFLINE"),
+], ids=["unknown-method", "4bit", "non-empty-folder", "gguf-unknown-type", "gguf-into-a-file", "push-offline",
+        "push-gguf-offline"])
 def test_bad_saves_are_one_clear_error_and_write_nothing(tuned, tmp_path, call, needle):
     model, tokenizer = tuned
     (tmp_path / "keep.txt").write_text("mine")

@@ -26,7 +26,7 @@ from attnpick import adapters, lora, settings, trl_keywords
 from attnpick.catalog import loader_api
 from attnpick.chain import LoadReport
 from attnpick.errors import UsageError
-from attnpick.export import hub, merged
+from attnpick.export import gguf_file, hub, merged
 from attnpick.loading import load_model
 from attnpick.quantization import keep_trainable
 
@@ -262,7 +262,7 @@ def _remember(model: Any, tokenizer: Any, report: LoadReport, checkpointing: Any
     model.save_pretrained_merged = types.MethodType(_save_pretrained_merged, model)
     model.save_pretrained_gguf = types.MethodType(_save_pretrained_gguf, model)
     model.push_to_hub_merged = types.MethodType(_push_to_hub_merged, model)
-    model.push_to_hub_gguf = types.MethodType(_save_pretrained_gguf, model)
+    model.push_to_hub_gguf = types.MethodType(_push_to_hub_gguf, model)
 
 
 def _save_pretrained_merged(model: Any, save_directory: str, tokenizer: Any = None, save_method: str = "merged_16bit",
@@ -274,17 +274,33 @@ def _save_pretrained_merged(model: Any, save_directory: str, tokenizer: Any = No
     return str(out)
 
 
-def _save_pretrained_gguf(model: Any, *args: Any, **kwargs: Any) -> None:
-    raise UsageError("save_pretrained_gguf / push_to_hub_gguf are not available in this attnpick yet. Save a merged "
-                     "model (model.save_pretrained_merged(dir, tokenizer, save_method='merged_16bit')) and convert it "
-                     "with llama.cpp's convert_hf_to_gguf.py.")
+def _save_pretrained_gguf(model: Any, save_directory: str, tokenizer: Any = None,
+                          quantization_method: str | list[str] = "fast_quantized", **ignored: Any) -> list[str]:
+    """Unsloth's `model.save_pretrained_gguf`: `<model>.<TYPE>.gguf` files in `save_directory`; see
+    `attnpick.export.gguf_file`."""
+    report = _report_of(model)
+    written = gguf_file.save_gguf(model, tokenizer if tokenizer is not None else getattr(model, TOKENIZER_ATTR, None),
+                                  save_directory, quantization_method, source_folder=report.source_folder or None,
+                                  name=report.model)
+    return [str(path) for path in written]
 
 
 def _push_to_hub_merged(model: Any, repo_id: str, tokenizer: Any = None, save_method: str = "merged_16bit",
                         token: str | None = None, private: bool | None = None, **ignored: Any) -> str:
     """Unsloth's `push_to_hub_merged`: see `attnpick.export.hub`."""
-    return hub.push_merged(lambda folder: _save_pretrained_merged(model, folder, tokenizer, save_method), repo_id,
+    return hub.push_folder(lambda folder: _save_pretrained_merged(model, folder, tokenizer, save_method), repo_id,
                            token=token, private=private)
+
+
+def _push_to_hub_gguf(model: Any, repo_id: str, tokenizer: Any = None,
+                      quantization_method: str | list[str] = "fast_quantized", token: str | None = None,
+                      private: bool | None = None, **ignored: Any) -> str:
+    """Unsloth's `push_to_hub_gguf`: the GGUF files of `save_pretrained_gguf`, uploaded."""
+    def write(folder: str) -> str:
+        _save_pretrained_gguf(model, folder, tokenizer, quantization_method)
+        return folder
+
+    return hub.push_folder(write, repo_id, token=token, private=private)
 
 
 def _report_of(model: Any) -> LoadReport:

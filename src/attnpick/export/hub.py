@@ -10,14 +10,15 @@ from pathlib import Path
 from attnpick.errors import UsageError, first_line
 
 
-def push_merged(write: Callable[[str], str], repo_id: str, token: str | None = None,
+def push_folder(write: Callable[[str], str], repo_id: str, token: str | None = None,
                 private: bool | None = None) -> str:
-    """Write the model with `write(folder)` into a temporary folder and upload it to `repo_id`."""
+    """Write the model with `write(folder)` (a merged folder, GGUF files) into a temporary folder and upload what it
+    wrote to `repo_id`."""
     from huggingface_hub import HfApi, constants, get_token
 
     if constants.HF_HUB_OFFLINE:
         raise UsageError(f"push to {repo_id!r}: HF_HUB_OFFLINE is set. Unset it on a connected machine, or save "
-                         "locally with save_pretrained_merged.")
+                         "locally (save_pretrained_merged, save_pretrained_gguf).")
     token = token or get_token()
     if not token:
         raise UsageError(f"push to {repo_id!r}: no Hugging Face token. Run 'hf auth login' or pass token=.")

@@ -55,8 +55,7 @@ def _write_merged(model: Any, staged: Path, source_folder: str | None) -> None:
     from huggingface_hub import save_torch_state_dict
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    source = Path(source_folder) if source_folder else Path(getattr(base.config, "_name_or_path", "") or ".")
-    original = read_config(source) if (source / "config.json").is_file() else base.config.to_dict()
+    original, source = original_config(model, source_folder)
     dtype = _dtype(original)
     state = merged_state_dict(model, dtype)
     if exaone.is_exaone(original):
@@ -72,6 +71,14 @@ def _write_merged(model: Any, staged: Path, source_folder: str | None) -> None:
             shutil.copy2(source / name, staged / name)
 
 
+def original_config(model: Any, source_folder: str | None = None) -> tuple[dict[str, Any], Path]:
+    """The config.json the model was loaded from (EXAONE's own, where attnpick loaded it as Llama) and its
+    folder; the loaded config where no folder is known."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    source = Path(source_folder) if source_folder else Path(getattr(base.config, "_name_or_path", "") or ".")
+    return (read_config(source) if (source / "config.json").is_file() else base.config.to_dict()), source
+
+
 def _dtype(config: dict[str, Any]) -> str:
     declared = config.get("torch_dtype") or config.get("dtype")
     return declared if declared in ("bfloat16", "float16") else "float16"
@@ -81,10 +88,15 @@ def merged_state_dict(model: Any, dtype: str = "float16") -> dict[str, Any]:
     """The base model's weights under its own names with every active LoRA merged in and every 4-bit weight
     dequantized, in `dtype`."""
     import torch
+
+    with torch.no_grad():  # a LoRA's delta carries its factors' autograd history otherwise
+        return _merged(model, getattr(torch, dtype))
+
+
+def _merged(model: Any, target: Any) -> dict[str, Any]:
     from peft.tuners.lora import LoraLayer
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    target = getattr(torch, dtype)
     out: dict[str, Any] = {}
     skip: set[str] = set()
     for name, module in base.named_modules():
