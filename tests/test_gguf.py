@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ import torch
 from attnpick.errors import UsageError
 from attnpick.export import gguf_file
 from attnpick.export.merged import merged_state_dict
+from tests import llama_cpp_run
 
 PROMPT = [{"role": "user", "content": "서울은 어떤 곳인가요? 한 문장으로 답해 주세요."}]
 NEW_TOKENS = 16
@@ -40,7 +40,7 @@ def test_q8_0_f16_bf16_carry_exaone_its_tokenizer_and_the_merged_weights(tuned, 
                                                        "tiny-exaone.BF16.gguf"]
     merged = {k: v.float().numpy() for k, v in merged_state_dict(model, "float32").items()}
     q_proj = merged["model.layers.1.self_attn.q_proj.weight"]  # LoRA merged in: not the base weight
-    for path, bound in zip(written, (0.02, 1e-3, 1e-2)):
+    for path, bound in zip(written, (0.02, 1e-3, 1e-2), strict=True):
         reader, meta = _fields(path)
         assert meta["general.architecture"] == "exaone" and meta["tokenizer.ggml.model"] == "gpt2"
         assert meta["tokenizer.ggml.pre"] == "gpt-2" and len(meta["tokenizer.ggml.tokens"]) == len(tokenizer)
@@ -102,64 +102,20 @@ def test_a_k_quant_without_llama_cpp_keeps_the_f16_file_and_names_the_install(tu
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-exaone.F16.gguf"]
 
 
-def _greedy_llama_cpp(path, prompt_ids, n=NEW_TOKENS, logits=False):
-    """llama.cpp's greedy continuation of `prompt_ids`, or with `logits` its logits at every prompt position."""
-    import llama_cpp
-
-    llm = llama_cpp.Llama(str(path), n_ctx=256, n_threads=2, verbose=False, logits_all=logits)
-    try:
-        if logits:
-            llm.eval(prompt_ids)
-            return np.array(llm.scores[:len(prompt_ids)])
-        tokens = []
-        for token in llm.generate(prompt_ids, temp=0.0, top_k=1, reset=True):
-            if len(tokens) == n:
-                break
-            tokens.append(token)
-        return tokens
-    finally:
-        llm.close()
-
-
 @pytest.mark.llama_cpp
 def test_llama_cpp_runs_the_gguf_with_the_merged_models_greedy_tokens(tuned, tmp_path):
-    """The merged folder in plain transformers and the f16 GGUF in llama.cpp give the same greedy tokens. q8_0
-    rounds every weight to 8 bits, so where transformers' two best tokens are closer than q8_0's logit error it may
-    pick the other: it is held, on transformers' greedy sequence, to a logit error bound and to the same choice
-    wherever the margin is wider than twice its error."""
-    import llama_cpp
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from attnpick import exaone
+    """The merged folder in plain transformers and the f16 GGUF in llama.cpp give the same greedy tokens; q8_0 is
+    held to its logit bound (`llama_cpp_run.check_against_merged`)."""
+    from transformers import AutoTokenizer
 
     model, tokenizer = tuned
     merged = model.save_pretrained_merged(str(tmp_path / "merged"), tokenizer, save_method="merged_16bit")
     f16, q8_0 = model.save_pretrained_gguf(str(tmp_path / "gguf"), tokenizer, quantization_method=["f16", "q8_0"])
-    # transformers 5.17 has no EXAONE class: the same weights under Llama's names there
-    plain = AutoModelForCausalLM.from_pretrained(str(exaone.converted_folder(Path(merged))),
-                                                 dtype=torch.float32).eval()
     tok = AutoTokenizer.from_pretrained(merged)
     ids = tok.apply_chat_template(PROMPT, tokenize=True, add_generation_prompt=True, return_dict=False)
-    with torch.no_grad():
-        sequence = plain.generate(torch.tensor([ids]), max_new_tokens=NEW_TOKENS, do_sample=False,
-                                  min_new_tokens=NEW_TOKENS)[0].tolist()
-        reference = plain(torch.tensor([sequence])).logits[0].numpy()
-    expected = sequence[len(ids):]
+    assert llama_cpp_run.tokenize(f16, tok.decode(ids)) == ids  # llama.cpp's tokenizer agrees
+    expected = llama_cpp_run.check_against_merged({"f16": f16, "q8_0": q8_0}, merged, ids, NEW_TOKENS)
     assert len(set(expected)) > 1, expected  # a model that only repeats one token would prove little
-    llm = llama_cpp.Llama(f16, n_ctx=256, verbose=False, vocab_only=True)
-    assert llm.tokenize(tok.decode(ids).encode(), add_bos=False, special=True) == ids  # its tokenizer agrees
-    llm.close()
-    assert _greedy_llama_cpp(f16, ids) == expected
-
-    spread = np.abs(reference).max()
-    top2 = np.sort(reference, axis=-1)[:, -2:]
-    margin = top2[:, 1] - top2[:, 0]
-    for path, bound in ((f16, 1e-2), (q8_0, 5e-2)):
-        got = _greedy_llama_cpp(path, sequence, logits=True)
-        error = np.abs(got - reference).max()
-        assert error < bound * spread, (path, error)
-        clear = margin > 2 * error
-        assert (got.argmax(-1) == reference.argmax(-1))[clear].all(), (path, error)
 
 
 @pytest.mark.llama_cpp
@@ -178,7 +134,7 @@ def test_a_llama_model_gguf_matches_transformers_logits(tmp_path):
     ids = tok.apply_chat_template(PROMPT, tokenize=True, add_generation_prompt=True, return_dict=False)
     with torch.no_grad():
         expected = model(torch.tensor([ids])).logits[0].numpy()
-    got = _greedy_llama_cpp(path, ids, logits=True)
+    got = llama_cpp_run.logits(path, ids)
     assert np.abs(got - expected).max() < 1e-3 * np.abs(expected).max()  # f32 both sides: summation order only
 
 
@@ -192,5 +148,5 @@ def test_q4_k_m_goes_through_llama_cpps_quantizer_and_runs(tuned, tmp_path):
 
     assert meta["general.file_type"] == gguf.LlamaFileType.MOSTLY_Q4_K_M
     ids = tokenizer.apply_chat_template(PROMPT, tokenize=True, add_generation_prompt=True, return_dict=False)
-    assert len(_greedy_llama_cpp(written[1], ids, n=4)) == 4
+    assert len(llama_cpp_run.greedy(written[1], ids, 4)) == 4
     assert json.dumps(meta["tokenizer.chat_template"]) == json.dumps(tokenizer.chat_template)

@@ -21,9 +21,10 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from attnpick import exaone, files
 from attnpick.errors import UsageError
@@ -182,15 +183,14 @@ def _pre_tokenizer_shape(pre: dict[str, Any] | None) -> tuple[str, ...]:
     shape = []
     for step in steps or []:
         kind = step.get("type")
+        pattern = (step.get("pattern") or {}).get("Regex") or (step.get("pattern") or {}).get("String")
         if kind == "ByteLevel":
             shape.append("bytelevel" if step.get("use_regex", True) else "bytelevel-noregex")
-        elif kind == "Digits" and step.get("individual_digits"):
-            shape.append("digits")
-        elif kind == "Split" and (step.get("pattern") or {}).get("Regex") == r"\p{N}" and \
-                step.get("behavior") == "Isolated":
+        elif (kind == "Digits" and step.get("individual_digits")) or (kind == "Split" and pattern == r"\p{N}"
+                                                                        and step.get("behavior") == "Isolated"):
             shape.append("digits")
         elif kind == "Split" and step.get("behavior") == "Isolated":
-            shape.append(f"split:{(step.get('pattern') or {}).get('Regex') or (step.get('pattern') or {}).get('String')}")
+            shape.append(f"split:{pattern}")
         else:
             shape.append(str(kind))
     return tuple(shape)
