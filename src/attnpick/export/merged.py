@@ -5,14 +5,17 @@
 else float16). So the merged model computes what the adapter model computed, up to 16-bit rounding. Written in
 the original model's config and weight names: an EXAONE model loaded through attnpick's Llama mapping (or as Llama
 by transformers 5.24) is written back under EXAONE's names with its own config.json, with its tokenizer and chat
-template. `lora`: the adapter alone (peft's `save_pretrained`) and the tokenizer. The folder appears whole or not
-at all.
+template. `merged_4bit` (Unsloth's `merged_4bit_forced` too): the same merge, then every weight that was 4-bit quantized again
+to 4 bits as it was loaded, in the bitsandbytes format transformers loads (for serving or DPO on little memory; the
+merged LoRA delta is rounded to 4 bits with the rest, so it loses some of what training added: merged_16bit keeps
+it). `lora`: the adapter alone (peft's `save_pretrained`) and the tokenizer. The folder appears whole or not at all.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ from attnpick import exaone, files
 from attnpick.errors import UsageError
 from attnpick.model_info import read_config
 
-SAVE_METHODS = ("merged_16bit", "lora")
+SAVE_METHODS = ("merged_16bit", "merged_4bit", "lora")
 SIDE_FILES = ("generation_config.json",)
 
 
@@ -34,30 +37,32 @@ def check_output(out: str | Path) -> Path:
 def save_merged(model: Any, tokenizer: Any, out: str | Path, save_method: str = "merged_16bit",
                 source_folder: str | None = None) -> Path:
     """Write `model` (a peft LoRA model, 4-bit base or not) to `out` by `save_method`; returns the folder."""
-    if save_method == "merged_4bit" or save_method == "merged_4bit_forced":
-        raise UsageError("save_method='merged_4bit' is not available in this attnpick: a 4-bit merge loses the "
-                         "LoRA's precision. Use save_method='merged_16bit' (load it with load_in_4bit=True to train "
-                         "or serve it in 4-bit).")
+    save_method = "merged_4bit" if save_method == "merged_4bit_forced" else save_method  # Unsloth's two names
     if save_method not in SAVE_METHODS:
         raise UsageError(f"Unknown save_method {save_method!r}. Choose one of: {', '.join(SAVE_METHODS)}.")
     path = check_output(out)
+    if save_method == "merged_4bit":
+        warnings.warn("save_method='merged_4bit' rounds the merged LoRA to 4 bits with the base: some of what training "
+                      "added is lost. For more training or an accurate copy use save_method='merged_16bit'.",
+                      UserWarning, stacklevel=3)
     with files.publish_folder(path, replace=path.is_dir()) as staged:  # replace: only an empty folder is there
         if save_method == "lora":
             model.save_pretrained(str(staged))
         else:
-            _write_merged(model, staged, source_folder)
+            _write_merged(model, staged, source_folder, four_bit=save_method == "merged_4bit")
         if tokenizer is not None:
             tokenizer.save_pretrained(str(staged))
     return path
 
 
-def _write_merged(model: Any, staged: Path, source_folder: str | None) -> None:
+def _write_merged(model: Any, staged: Path, source_folder: str | None, four_bit: bool = False) -> None:
     from huggingface_hub import save_torch_state_dict
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     original, source = original_config(model, source_folder)
     dtype = _dtype(original)
     state = merged_state_dict(model, dtype)
+    quantization = _requantize(base, state) if four_bit else None
     if exaone.is_exaone(original):
         state = {exaone.exaone_key(name): tensor for name, tensor in state.items()}
     if original.get("tie_word_embeddings", getattr(base.config, "tie_word_embeddings", False)):
@@ -65,10 +70,38 @@ def _write_merged(model: Any, staged: Path, source_folder: str | None) -> None:
     save_torch_state_dict(state, str(staged), max_shard_size="5GB", safe_serialization=True)
     config = {k: v for k, v in original.items() if k != "quantization_config"}
     config["torch_dtype"] = config["dtype"] = dtype
+    if quantization:
+        config["quantization_config"] = quantization
     files.write_text(staged / "config.json", json.dumps(config, indent=2, ensure_ascii=False) + "\n")
     for name in SIDE_FILES:
         if (source / name).is_file():
             shutil.copy2(source / name, staged / name)
+
+
+def _requantize(base: Any, state: dict[str, Any]) -> dict[str, Any]:
+    """merged_4bit: every weight that was 4-bit in the loaded model, merged, quantized again the same way
+    (bitsandbytes' `quantize_4bit`: its quant type, block size and nested statistics) and stored as transformers
+    stores a bitsandbytes checkpoint (the packed weight and its `QuantState.as_dict(packed=True)` entries), with the
+    loaded model's `quantization_config`. The merged LoRA delta is then rounded to 4 bits with the rest."""
+    import bitsandbytes.functional as bnbf
+
+    states = {}
+    for name, module in base.named_modules():
+        layer = module.get_base_layer() if hasattr(module, "get_base_layer") else module
+        weight = getattr(layer, "weight", None)
+        if weight is not None and _is_4bit(weight) and f"{name}.weight" in state:
+            states.setdefault(name, weight.quant_state)
+    if not states:
+        raise UsageError("save_method='merged_4bit' needs a model loaded in 4-bit (load_in_4bit=True); this one is "
+                         "not. Use save_method='merged_16bit'.")
+    for name, qs in states.items():
+        packed, new_state = bnbf.quantize_4bit(state[f"{name}.weight"].to(qs.dtype), blocksize=qs.blocksize,
+                                               compress_statistics=qs.nested, quant_type=qs.quant_type)
+        state[f"{name}.weight"] = packed
+        state.update({f"{name}.weight.{key}": value for key, value in new_state.as_dict(packed=True).items()})
+    config = getattr(base.config, "quantization_config", None)
+    config = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
+    return {**config, "quant_method": "bitsandbytes", "load_in_4bit": True, "load_in_8bit": False}
 
 
 def original_config(model: Any, source_folder: str | None = None) -> tuple[dict[str, Any], Path]:
