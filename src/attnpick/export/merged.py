@@ -5,10 +5,11 @@
 else float16). So the merged model computes what the adapter model computed, up to 16-bit rounding. Written in
 the original model's config and weight names: an EXAONE model loaded through attnpick's Llama mapping (or as Llama
 by transformers 5.24) is written back under EXAONE's names with its own config.json, with its tokenizer and chat
-template. `merged_4bit` (Unsloth's `merged_4bit_forced` too): the same merge, then every weight that was 4-bit quantized again
-to 4 bits as it was loaded, in the bitsandbytes format transformers loads (for serving or DPO on little memory; the
-merged LoRA delta is rounded to 4 bits with the rest, so it loses some of what training added: merged_16bit keeps
-it). `lora`: the adapter alone (peft's `save_pretrained`) and the tokenizer. The folder appears whole or not at all.
+template. `merged_4bit` (Unsloth's `merged_4bit_forced` too): the same merge, then every weight that was 4-bit
+quantized again as it was loaded, in the bitsandbytes format transformers loads (for serving or DPO on little
+memory; the merged LoRA delta is rounded to 4 bits with the rest, so it loses some of what training added:
+merged_16bit keeps it). `lora`: the adapter alone (peft's `save_pretrained`) and the tokenizer. The folder appears
+whole or not at all.
 """
 
 from __future__ import annotations
