@@ -172,7 +172,8 @@ def _bad_data(tmp_path: Path, name: str, text: str) -> Path:
 
 
 @pytest.mark.parametrize("case", ["malformed line", "empty", "unknown layout", "existing output", "missing file",
-                                  "resume without run"])
+                                  "resume without run", "eval share too big", "eval data and share",
+                                  "eval steps alone", "eval data missing"])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, case):
     out = tmp_path / "out"
     args = ["--output", str(out)]
@@ -192,6 +193,18 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, case):
         needle = "already exists. Pass --resume"
     elif case == "missing file":
         args += ["--data", str(tmp_path / "nope.jsonl")]
+        needle = "does not exist"
+    elif case == "eval share too big":
+        args += ["--eval-share", "0.7"]
+        needle = "--eval-share must be a finite number at least 0 and below 0.5"
+    elif case == "eval data and share":
+        args += ["--eval-share", "0.1", "--eval-data", str(tmp_path / "e.jsonl")]
+        needle = "not both"
+    elif case == "eval steps alone":
+        args += ["--eval-steps", "5"]
+        needle = "--eval-steps needs held-out data"
+    elif case == "eval data missing":
+        args += ["--eval-data", str(tmp_path / "nope.jsonl")]
         needle = "does not exist"
     else:
         args += ["--resume"]
@@ -231,3 +244,31 @@ def test_library_train_takes_a_config_or_options_not_both(tmp_path):
     with pytest.raises(UsageError, match="--packing must be auto, on or off"):
         attnpick.train(output=str(tmp_path / "b"), packing="maybe")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_eval_share_holds_out_a_seeded_split_and_reports_eval_loss_at_its_steps_and_the_end(tmp_path):
+    import attnpick
+
+    report = attnpick.train(output=str(tmp_path / "run"), max_steps=4, eval_share=0.1, eval_steps=2, progress=False)
+    assert [step for step, _ in report.eval_losses] == [2, 4] and report.eval_loss == report.eval_losses[-1][1]
+    assert all(0 < loss < 20 for _, loss in report.eval_losses)
+    held, trained = report.eval["examples"], report.eval["trained_on"]
+    assert held == round(report.data.examples * 0.1) and held + trained == report.data.examples
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["eval_loss"] == report.eval_loss and metrics["eval_losses"] == [list(x) for x in report.eval_losses]
+    assert json.loads((tmp_path / "run" / "train_report.json").read_text())["eval"]["examples"] == held
+    again = attnpick.train(output=str(tmp_path / "again"), max_steps=1, eval_share=0.1, progress=False)
+    assert again.eval_losses[0][1] > 0 and again.eval["trained_on"] == trained  # the same seed, the same split
+
+
+def test_eval_data_is_tokenized_like_the_training_data_and_counted(tmp_path):
+    import attnpick
+
+    rows = [{"messages": [{"role": "user", "content": f"{i} 더하기 {i}는?"}, {"role": "assistant",
+                                                                              "content": f"{2 * i}입니다."}]}
+            for i in range(6)]
+    data = tmp_path / "eval.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    report = attnpick.train(output=str(tmp_path / "run"), max_steps=2, eval_data=str(data), progress=False)
+    assert report.eval["examples"] == 6 and report.eval["rows"] == 6 and report.eval["dropped"] == 0
+    assert [step for step, _ in report.eval_losses] == [2]

@@ -1,16 +1,20 @@
 """Saved LoRA adapters: a folder with `adapter_config.json` (what `model.save_pretrained("lora_model")` writes)
 names its base model; `FastLanguageModel.from_pretrained("lora_model")` loads that base through the proven chain
-and attaches the adapter, as Unsloth's notebooks expect."""
+and attaches the adapter, as Unsloth's notebooks expect. A run folder of `attnpick train` holds one in
+`adapter/`, with how it was trained (4-bit or not) in `train_report.json`; `attnpick export` and `attnpick chat`
+take either, through `load_trained`."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from attnpick.errors import UsageError
 
 ADAPTER_CONFIG = "adapter_config.json"
+RUN_REPORT = "train_report.json"  # what marks a run folder of `attnpick train`
 
 
 def adapter_base(name: str) -> str | None:
@@ -54,3 +58,55 @@ def saved_tokenizer(folder: str, max_seq_length: int) -> Any | None:
     tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
     tokenizer.model_max_length = max_seq_length
     return tokenizer
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What a name points at: the model to load, the adapter to attach (None: a plain model) and whether the
+    adapter was trained on the 4-bit model (None: not recorded)."""
+
+    base: str
+    adapter: str | None = None
+    four_bit: bool | None = None
+
+
+def locate(name: str, need_adapter: bool = False) -> Trained:
+    """A run folder, an adapter folder or (unless `need_adapter`) a model name, as `Trained`."""
+    folder = Path(name).expanduser()
+    if (folder / RUN_REPORT).is_file():
+        adapter = folder / "adapter"
+        if not (adapter / ADAPTER_CONFIG).is_file():
+            raise UsageError(f"{name} is a run folder without an adapter: its training did not finish. Continue it "
+                             f"with 'attnpick train --output {name} --resume'.")
+        try:
+            report = json.loads((folder / RUN_REPORT).read_text(encoding="utf-8-sig"))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{folder / RUN_REPORT} cannot be read ({exc}).") from None
+        four_bit = bool(report.get("quantization")) if isinstance(report, dict) else None
+        return Trained(adapter_base(str(adapter)) or "", str(adapter), four_bit)
+    base = adapter_base(name)
+    if base is not None:
+        return Trained(base, name)
+    if need_adapter:
+        raise UsageError(f"{name} is neither a run folder of 'attnpick train' ({RUN_REPORT} and adapter/) nor an "
+                         f"adapter folder ({ADAPTER_CONFIG}). Give the folder 'attnpick train --output' wrote.")
+    return Trained(name)
+
+
+def load_trained(name: str, max_seq_length: int, load_in_4bit: bool | None = None, trainable: bool = True,
+                 need_adapter: bool = False, **load_options: Any) -> tuple[Any, Any, Any]:
+    """(model, tokenizer, LoadReport) for a run folder, an adapter folder or a model: the base through the proven
+    chain (4-bit as the adapter was trained, unless `load_in_4bit` says), the adapter attached, the tokenizer saved
+    beside it (with its chat template) preferred."""
+    from attnpick.loading import load_model  # heavy: loads transformers
+
+    found = locate(name, need_adapter)
+    four_bit = load_in_4bit if load_in_4bit is not None else found.four_bit if found.four_bit is not None else True
+    model, tokenizer, report = load_model(found.base, max_seq_length=max_seq_length, load_in_4bit=four_bit,
+                                          **load_options)
+    if found.adapter is None:
+        return model, tokenizer, report
+    model = attach(model, found.adapter, trainable=trainable)
+    tokenizer = saved_tokenizer(found.adapter, max_seq_length) or tokenizer
+    report = replace(report, notes=(*report.notes, f"LoRA adapter {found.adapter} attached to {found.base}"))
+    return model, tokenizer, report

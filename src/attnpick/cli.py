@@ -22,8 +22,10 @@ from attnpick import files, settings, tiny
 from attnpick.benchmark import BenchConfig
 from attnpick.cache import cache_dir
 from attnpick.catalog import BACKEND_NAMES, DTYPES
+from attnpick.chat import ChatConfig, answer, converse
 from attnpick.decision import Request, choose
 from attnpick.errors import AttnpickError, NoBackendError, UsageError, first_line
+from attnpick.export.trained import ExportConfig, export_trained
 from attnpick.facts import EnvFacts
 from attnpick.loading import POLICIES, LoadConfig, decide, request_for
 from attnpick.model_info import read_model_facts
@@ -32,6 +34,7 @@ from attnpick.options import cli_fields
 from attnpick.parity import VerifyConfig
 from attnpick.probe import collect_facts
 from attnpick.render import (
+    backend_phrase,
     facts_table,
     print_bench,
     print_decision,
@@ -149,6 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     _config_options(tr, TrainConfig)
     _json_option(tr, "the train report (no progress bar)")
     tr.set_defaults(func=cmd_train, inference=False)
+
+    ex = sub.add_parser("export", help="a trained run as a merged model folder or GGUF files for llama.cpp")
+    _config_options(ex, ExportConfig)
+    ex.set_defaults(func=cmd_export)
+
+    ch = sub.add_parser("chat", help="talk to a run, an adapter or a model (its chat template, the proven backend)")
+    _config_options(ch, ChatConfig)
+    ch.set_defaults(func=cmd_chat)
     return parser
 
 
@@ -273,6 +284,58 @@ def cmd_train(args: argparse.Namespace) -> int:
         _print_json(report.to_dict())
     else:
         print_train(_console(), report)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    config = _config(args, ExportConfig)
+    config.validate()
+    _quiet_transformers()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), transient=True,
+                  console=_console()) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = bar.add_task(what, total=total)
+            bar.update(tasks[what], completed=done)
+
+        written, report = export_trained(config, progress)
+    print(f"Exported {config.run} ({report.model}, loaded with {backend_phrase(report)}) as {config.format}:")
+    for path in written:
+        print(f"  {path}")
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    config = _config(args, ChatConfig, backend=request_for(args.backend, None).backend)
+    config.validate()
+    _quiet_transformers()
+    model, tokenizer, report = config.load()
+    print(f"attnpick: chatting with {config.model} ({report.model}) on {backend_phrase(report)}", file=sys.stderr)
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    if config.prompt is not None:
+        messages = [{"role": "system", "content": config.system}] if config.system else []
+        answer(model, tokenizer, [*messages, {"role": "user", "content": config.prompt}], config, write)
+        write("\n")
+        return 0
+    terminal = sys.stdin.isatty()
+    if terminal:
+        print("Type a message; /reset starts over, /exit (or Ctrl-D) stops.", file=sys.stderr)
+
+    def read() -> str | None:
+        try:
+            return input("> ") if terminal else (sys.stdin.readline() or None)
+        except EOFError:
+            return None
+
+    converse(model, tokenizer, config, read, write)
     return 0
 
 

@@ -19,7 +19,6 @@ import inspect
 import sys
 import types
 import warnings
-from dataclasses import replace
 from typing import Any
 
 from attnpick import adapters, lora, settings, trl_keywords
@@ -27,7 +26,6 @@ from attnpick.catalog import loader_api
 from attnpick.chain import LoadReport
 from attnpick.errors import UsageError
 from attnpick.export import gguf_file, hub, merged
-from attnpick.loading import load_model
 from attnpick.quantization import keep_trainable
 
 # As Unsloth patches TRL on import: SFTTrainer / SFTConfig take Unsloth's keywords from here on (attnpick.trl_keywords).
@@ -103,14 +101,10 @@ class FastLanguageModel:
         _check_unsloth_keywords(kwargs)
         if load_in_16bit or full_finetuning:
             load_in_4bit = False
-        base = adapters.adapter_base(model_name)  # a saved LoRA folder: its base model, then the adapter
-        model, tokenizer, report = load_model(base or model_name, max_seq_length=max_seq_length, dtype=dtype,
-                                              load_in_4bit=load_in_4bit, trust_remote_code=trust_remote_code,
-                                              backend=backend, token=token, revision=revision)
-        if base is not None:
-            model = adapters.attach(model, model_name)
-            tokenizer = adapters.saved_tokenizer(model_name, max_seq_length) or tokenizer
-            report = replace(report, notes=(*report.notes, f"LoRA adapter {model_name} attached to {base}"))
+        # a saved LoRA folder (or a run folder of attnpick train): its base model, then the adapter
+        model, tokenizer, report = adapters.load_trained(model_name, max_seq_length, load_in_4bit, dtype=dtype,
+                                                         trust_remote_code=trust_remote_code, backend=backend,
+                                                         token=token, revision=revision)
         _remember(model, tokenizer, report, use_gradient_checkpointing)
         trl_keywords.remember_model(report.dtype, report.device)
         _banner(report)

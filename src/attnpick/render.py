@@ -221,6 +221,15 @@ def print_bench(console: Console, report: BenchReport) -> None:
                   "rest of the step matter more than the kernel there.[/]")
 
 
+def backend_phrase(load: LoadReport) -> str:
+    """'sdpa (flash kernel for CPU), float32, nf4': the backend, the kernel that ran, dtype and quantization, as
+    train, chat and export say it."""
+    conf = load.confirmation
+    kernel = f" ({conf.kernel_summary()})" if conf is not None and conf.kernel_summary() else ""
+    unsloth = f" (Unsloth kernel {load.unsloth_kernel})" if load.unsloth_kernel else ""
+    return f"{load.chosen}{kernel}{unsloth}, {load.dtype}, {load.quantization or 'no quantization'}"
+
+
 def print_train(console: Console, report: TrainReport) -> None:
     load = report.load
     console.print(f"Backends tried, in order ({load.decision.chosen_by}, {load.dtype}, {load.device}):")
@@ -236,18 +245,22 @@ def print_train(console: Console, report: TrainReport) -> None:
         if note.startswith("WARNING"):
             console.print(note, style="bold yellow", markup=False)
     first, last = (report.losses[0][1], report.losses[-1][1]) if report.losses else (float("nan"), float("nan"))
-    kernel = f" ({conf.kernel_summary()})" if conf is not None and conf.kernel_summary() else ""
-    console.print(f"[bold]Trained[/] {report.model} with {report.backend}{kernel}"
-                  + (f" (Unsloth kernel {load.unsloth_kernel})" if load.unsloth_kernel else "")
-                  + f", {load.dtype}, {load.quantization or 'no quantization'}")
+    console.print(f"[bold]Trained[/] {report.model} with {backend_phrase(load)}")
     console.print(f"Steps {report.steps}: loss {first:.4f} -> {last:.4f}; {report.tokens_seen:,} tokens in "
                   f"{report.seconds:.1f}s ({report.tokens_per_s or 0:,.0f} tokens/s)")
+    if report.eval is not None:
+        held = f"{report.eval['examples']} examples from {report.eval['source']}"
+        trend = " -> ".join(f"{loss:.4f}" for _, loss in report.eval_losses[-2:])
+        console.print(f"Eval loss (answer tokens): {trend or 'none'} at step {report.steps}; held out {held}",
+                      highlight=False)
     console.print(f"Packing: {'on' if report.packing.enabled else 'off'}: {report.packing.reason}")
     if report.padding_share is not None:
         console.print(f"Padding: {report.padding_share:.0%} of the {report.tokens_fed:,} tokens fed to the model")
     data = report.data
     layouts = ", ".join(f"{name} {n}" for name, n in data.layouts.items())
-    console.print(f"Data: {data.rows} rows from {data.dataset} ({layouts}): {data.examples} trained on, "
+    trained = (report.eval or {}).get("trained_on", data.examples)
+    held = f" ({data.examples - trained} held out for eval)" if trained != data.examples else ""
+    console.print(f"Data: {data.rows} rows from {data.dataset} ({layouts}): {trained} trained on{held}, "
                   f"{data.dropped.count} dropped; {data.truncated} cut to max_seq_length {report.load.max_seq_length} "
                   f"({data.truncate}), {data.lost_end_of_turn} of them lost the answer's end-of-turn token")
     if data.dropped.count:

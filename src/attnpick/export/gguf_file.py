@@ -28,7 +28,7 @@ from typing import Any
 
 from attnpick import exaone, files
 from attnpick.errors import UsageError
-from attnpick.export.merged import merged_state_dict, original_config
+from attnpick.export.merged import Progress, merged_state_dict, original_config
 
 WRITTEN_HERE = ("f32", "f16", "bf16", "q8_0")
 BY_LLAMA_CPP = ("q4_k_m", "q5_k_m", "q4_k_s", "q5_k_s", "q6_k", "q3_k_m", "q3_k_s", "q3_k_l", "q2_k",
@@ -86,7 +86,8 @@ def file_name(stem: str, method: str) -> str:
 
 
 def save_gguf(model: Any, tokenizer: Any, out: str | Path, quantization_method: str | Iterable[str] | None = DEFAULT,
-              source_folder: str | None = None, name: str | None = None) -> list[Path]:
+              source_folder: str | None = None, name: str | None = None,
+              progress: Progress | None = None) -> list[Path]:
     """Write `model` (merged first when it carries LoRA adapters) into the folder `out` once per asked type, as
     `<name>.<TYPE>.gguf` (`name`: the model id it was loaded by, its last part); returns the files. An existing
     file of the same name is replaced whole."""
@@ -100,12 +101,12 @@ def save_gguf(model: Any, tokenizer: Any, out: str | Path, quantization_method: 
     folder = Path(out).expanduser()
     files.check_writable(folder, "save_directory")
     stem = _stem(name or original.get("_name_or_path") or source_folder or "")
-    state = merged_state_dict(model, "float32")
+    state = merged_state_dict(model, "float32", progress)
     written: list[Path] = []
     for method in methods:
         path = folder / file_name(stem, method)
         if method in WRITTEN_HERE:
-            _write(path, method, state, original, arch, vocab, stem)
+            _write(path, method, state, original, arch, vocab, stem, progress or (lambda *_: None))
         else:
             _quantize_with_llama_cpp(folder / file_name(stem, "f16"), path, method)
         written.append(path)
@@ -197,15 +198,16 @@ def _pre_tokenizer_shape(pre: dict[str, Any] | None) -> tuple[str, ...]:
 
 
 def _write(path: Path, method: str, state: dict[str, Any], config: dict[str, Any], arch: Architecture,
-           vocab: _Vocab, name: str) -> None:
+           vocab: _Vocab, name: str, progress: Progress) -> None:
     import gguf
 
     partial = path.with_name(f".{path.name}.partial")
     writer = gguf.GGUFWriter(str(partial), gguf.MODEL_ARCH_NAMES[getattr(gguf.MODEL_ARCH, arch.gguf_arch)])
     try:
         _metadata(writer, method, config, vocab, name)
-        for name, data, qtype in _tensors(state, config, arch, method):
-            writer.add_tensor(name, data, raw_dtype=qtype)
+        for done, (tensor, data, qtype) in enumerate(_tensors(state, config, arch, method), 1):
+            progress(f"writing {path.name}", done, len(state))
+            writer.add_tensor(tensor, data, raw_dtype=qtype)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()

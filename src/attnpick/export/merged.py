@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from attnpick.model_info import read_config
 
 SAVE_METHODS = ("merged_16bit", "merged_4bit", "lora")
 SIDE_FILES = ("generation_config.json",)
+Progress = Callable[[str, int, int], None]  # (what, done, total): a progress bar's update
 
 
 def check_output(out: str | Path) -> Path:
@@ -36,7 +38,7 @@ def check_output(out: str | Path) -> Path:
 
 
 def save_merged(model: Any, tokenizer: Any, out: str | Path, save_method: str = "merged_16bit",
-                source_folder: str | None = None) -> Path:
+                source_folder: str | None = None, progress: Progress | None = None) -> Path:
     """Write `model` (a peft LoRA model, 4-bit base or not) to `out` by `save_method`; returns the folder."""
     save_method = "merged_4bit" if save_method == "merged_4bit_forced" else save_method  # Unsloth's two names
     if save_method not in SAVE_METHODS:
@@ -50,19 +52,20 @@ def save_merged(model: Any, tokenizer: Any, out: str | Path, save_method: str = 
         if save_method == "lora":
             model.save_pretrained(str(staged))
         else:
-            _write_merged(model, staged, source_folder, four_bit=save_method == "merged_4bit")
+            _write_merged(model, staged, source_folder, four_bit=save_method == "merged_4bit", progress=progress)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(staged))
     return path
 
 
-def _write_merged(model: Any, staged: Path, source_folder: str | None, four_bit: bool = False) -> None:
+def _write_merged(model: Any, staged: Path, source_folder: str | None, four_bit: bool = False,
+                  progress: Progress | None = None) -> None:
     from huggingface_hub import save_torch_state_dict
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     original, source = original_config(model, source_folder)
     dtype = _dtype(original)
-    state = merged_state_dict(model, dtype)
+    state = merged_state_dict(model, dtype, progress)
     quantization = _requantize(base, state) if four_bit else None
     if exaone.is_exaone(original):
         state = {exaone.exaone_key(name): tensor for name, tensor in state.items()}
@@ -118,22 +121,24 @@ def _dtype(config: dict[str, Any]) -> str:
     return declared if declared in ("bfloat16", "float16") else "float16"
 
 
-def merged_state_dict(model: Any, dtype: str = "float16") -> dict[str, Any]:
+def merged_state_dict(model: Any, dtype: str = "float16", progress: Progress | None = None) -> dict[str, Any]:
     """The base model's weights under its own names with every active LoRA merged in and every 4-bit weight
     dequantized, in `dtype`."""
     import torch
 
     with torch.no_grad():  # a LoRA's delta carries its factors' autograd history otherwise
-        return _merged(model, getattr(torch, dtype))
+        return _merged(model, getattr(torch, dtype), progress or (lambda *_: None))
 
 
-def _merged(model: Any, target: Any) -> dict[str, Any]:
+def _merged(model: Any, target: Any, progress: Progress) -> dict[str, Any]:
     from peft.tuners.lora import LoraLayer
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    modules = list(base.named_modules())
     out: dict[str, Any] = {}
     skip: set[str] = set()
-    for name, module in base.named_modules():
+    for done, (name, module) in enumerate(modules, 1):
+        progress("merging", done, len(modules))
         if any(name == s or name.startswith(s + ".") for s in skip):
             continue
         if isinstance(module, LoraLayer):

@@ -36,6 +36,11 @@ class TrainConfig:
                                        "drop; default: only warn above 0.1)", metavar="SHARE", type=float)
     strict_data: bool = option(False, "a malformed row (null or non-text field, empty answer, unknown role) is an "
                                "error instead of a counted drop", action="store_true")
+    eval_data: str | None = option(None, "held-out data for an eval loss on answer tokens, in any --data format",
+                                   metavar="FILE|DIR|ID")
+    eval_share: float = option(0.0, "hold out this share of --data for an eval loss (a split seeded by --seed; "
+                               "0: none)", metavar="SHARE")
+    eval_steps: int | None = option(None, "eval loss every N steps as well as at the end", metavar="N", type=int)
     output: str = option("attnpick-run", "the run's folder: created, never overwritten (see --resume)",
                          metavar="DIR", required=True)
     backend: str = option("auto", "attention backend: auto (default) or one name from 'attnpick doctor'; "
@@ -91,6 +96,13 @@ class TrainConfig:
         if self.max_dropped is not None:
             finite(self.max_dropped, "--max-dropped", low=0.0, high=1.0)
         parse_columns(self.columns)
+        finite(self.eval_share, "--eval-share", low=0.0, high=0.5)
+        if self.eval_data and self.eval_share:
+            raise UsageError("Give --eval-data or --eval-share, not both.")
+        if self.eval_steps is not None:
+            whole(self.eval_steps, "--eval-steps", 1)
+            if not (self.eval_data or self.eval_share):
+                raise UsageError("--eval-steps needs held-out data: add --eval-share 0.05 or --eval-data FILE.")
         if not self.target_modules or not all(isinstance(m, str) and m.strip() for m in self.target_modules):
             raise UsageError("--target-modules needs at least one module name, e.g. q_proj,v_proj.")
         self._check_scheduler()

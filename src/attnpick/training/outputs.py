@@ -48,22 +48,27 @@ def prepare_output(output: str, resume: bool) -> tuple[Path | None, bool, list[s
 
 
 def write_reports(out: Path, train_report: dict[str, Any], load_report: dict[str, Any],
-                  losses: list[tuple[int, float]], title: str) -> None:
+                  losses: list[tuple[int, float]], title: str, eval_losses: list[tuple[int, float]] = ()) -> None:
     """metrics.json, load_report.json, train_report.json (UTF-8, atomic) and loss.png."""
     files.write_json(out / "load_report.json", load_report)
     files.write_json(out / "metrics.json", {k: train_report[k] for k in (
-        "steps", "train_loss", "losses", "seconds", "tokens_seen", "tokens_per_s")})
+        "steps", "train_loss", "losses", "eval_loss", "eval_losses", "seconds", "tokens_seen", "tokens_per_s")})
     files.write_json(out / "train_report.json", train_report)
-    loss_plot(losses, out / "loss.png", title)
+    loss_plot(losses, out / "loss.png", title, list(eval_losses))
 
 
-def loss_plot(losses: list[tuple[int, float]], path: Path, title: str) -> None:
+def loss_plot(losses: list[tuple[int, float]], path: Path, title: str,
+              eval_losses: list[tuple[int, float]] = ()) -> None:
+    """The training loss per step, and the eval loss where there is one."""
     with plots.pyplot() as plt:
         fig, axis = plt.subplots(figsize=(6.5, 3.8))
-        if losses:
-            steps, values = zip(*losses, strict=True)
-            axis.plot(steps, values, marker=".")
-        axis.set(xlabel="step", ylabel="training loss", title=title)
+        for points, label in ((losses, "training"), (eval_losses, "eval (answer tokens)")):
+            if points:
+                steps, values = zip(*points, strict=True)
+                axis.plot(steps, values, marker=".", label=label)
+        if eval_losses:
+            axis.legend()
+        axis.set(xlabel="step", ylabel="loss", title=title)
         axis.grid(True, alpha=0.3)
         plots.save(fig, path)
 

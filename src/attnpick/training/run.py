@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from attnpick import distributed
+from attnpick import adapters, distributed
 from attnpick.catalog import loader_api
 from attnpick.chain import LoadReport
 from attnpick.errors import UsageError
@@ -51,6 +51,12 @@ class TrainReport:
     notes: tuple[str, ...] = field(default_factory=tuple)
     tokens_fed: int = 0  # this run (after a resume: its resumed part), on this rank: padding included
     padding_share: float | None = None
+    eval: dict[str, Any] | None = None  # the held-out set: where from, how many examples (None: no eval)
+    eval_losses: tuple[tuple[int, float], ...] = ()  # (step, eval loss on answer tokens); the last is the end's
+
+    @property
+    def eval_loss(self) -> float | None:
+        return self.eval_losses[-1][1] if self.eval_losses else None
 
     @property
     def backend(self) -> str:
@@ -71,7 +77,8 @@ class TrainReport:
             "resumed_from": self.resumed_from, "world_size": self.world_size,
             "ranks_that_differed": [d.to_dict() for d in self.load.ranks_that_differed], "lora": dict(self.lora),
             "adapter": str(Path(self.output) / "adapter"), "model": self.model, "probe": dict(self.probe),
-            "notes": list(self.notes),
+            "notes": list(self.notes), "eval": self.eval, "eval_loss": self.eval_loss,
+            "eval_losses": [list(x) for x in self.eval_losses],
         }
 
 
@@ -96,6 +103,8 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainReport | No
     # written
     drop_warnings(validate(config.data, config.data_split, parse_columns(config.columns), config.strict_data),
                   config.max_dropped)
+    if config.eval_data:
+        validate(config.eval_data, config.data_split, parse_columns(config.columns), config.strict_data)
     _check_targets(prepare(config.model), config.target_modules)
     resume_from, created, notes = prepare_output(config.output, config.resume)
     try:
@@ -126,19 +135,41 @@ def _run(config: TrainConfig, resume_from: Path | None, notes: list[str]) -> Tra
     examples, stats = load_examples(config.data, tokenizer, config.max_seq_length, config.data_split,
                                     parse_columns(config.columns), config.truncate, config.strict_data)
     notes = [*notes, *drop_warnings(stats, config.max_dropped)]
+    examples, held_out, eval_info = _held_out(config, examples, tokenizer)
     for note in notes:
         logger.warning(note)
     model = _attach_lora(model, config, load.chosen)
     packing, collator = _choose_packing(config, model, examples, tokenizer, load.dtype, world)
     counter = TokenCounter(collator)
-    trainer, seconds = _fit(config, model, tokenizer, examples, counter, load, resume_from, rank, world)
+    trainer, seconds = _fit(config, model, tokenizer, examples, held_out, counter, load, resume_from, rank, world)
     report = None
     if trainer.is_world_process_zero():
         report = _report(config, trainer, model, tokenizer, load, stats, packing, seconds, resume_from, world, notes,
-                         counter)
+                         counter, eval_info)
     if world > 1:
         distributed.barrier()
     return report
+
+
+def _held_out(config: TrainConfig, examples: Any, tokenizer: Any) -> tuple[Any, Any, dict[str, Any] | None]:
+    """(training examples, eval examples or None, what the eval set is): `--eval-data` tokenized like the training
+    data, or `--eval-share` of the training examples split off, seeded by `--seed` (every example in one set)."""
+    if config.eval_data:
+        held_out, stats = load_examples(config.eval_data, tokenizer, config.max_seq_length, config.data_split,
+                                        parse_columns(config.columns), config.truncate, config.strict_data)
+        return examples, held_out, {"source": stats.dataset, "examples": stats.examples, "rows": stats.rows,
+                                    "dropped": stats.dropped.count}
+    if not config.eval_share:
+        return examples, None, None
+    n = len(examples)
+    size = round(n * config.eval_share)
+    if size < 1 or size >= n:
+        raise UsageError(f"--eval-share {config.eval_share:g} of {n} examples holds out {size}: choose a share that "
+                         "leaves at least one example on each side, or give --eval-data.")
+    split = examples.train_test_split(test_size=size, seed=config.seed, shuffle=True)
+    info = {"source": f"--eval-share {config.eval_share:g} of the data (seed {config.seed})",
+            "examples": len(split["test"]), "trained_on": len(split["train"])}
+    return split["train"], split["test"], info
 
 
 def _load(config: TrainConfig) -> tuple[Any, Any, LoadReport]:
@@ -166,6 +197,7 @@ def _attach_lora(model: Any, config: TrainConfig, backend: str) -> Any:
         model = attach_lora(model, r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                             target_modules=config.target_modules, seed=config.seed)
     model.config.use_cache = False  # a cache in a packed forward leaks across samples
+    adapters.record_base(model, config.model)  # the saved adapter names the model as asked, not a cache folder
     return model
 
 
@@ -187,7 +219,7 @@ def _choose_packing(config: TrainConfig, model: Any, examples: Any, tokenizer: A
     return verdict, flat if verdict.enabled else padded
 
 
-def _fit(config: TrainConfig, model: Any, tokenizer: Any, examples: Any, collator: Any,
+def _fit(config: TrainConfig, model: Any, tokenizer: Any, examples: Any, held_out: Any, collator: Any,
          load: LoadReport, resume_from: Path | None, rank: int, world: int) -> tuple[Any, float]:
     from transformers import TrainingArguments
     from transformers.trainer_callback import PrinterCallback
@@ -203,25 +235,31 @@ def _fit(config: TrainConfig, model: Any, tokenizer: Any, examples: Any, collato
         bf16=load.dtype == "bfloat16" and not on_cpu, fp16=load.dtype == "float16" and not on_cpu,
         include_num_input_tokens_seen="non_padding", ddp_backend="gloo" if on_cpu and world > 1 else None,
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+        eval_strategy="steps" if held_out is not None and config.eval_steps else "no", eval_steps=config.eval_steps,
+        per_device_eval_batch_size=config.batch_size,
     )
     trainer_class, progress_class = trainer_classes()
     callbacks = [progress_class()] if config.progress and rank == 0 else []
     # processing_class: the Trainer counts non-padding tokens as those that are not the pad token
-    trainer = trainer_class(model=model, args=args, train_dataset=examples, data_collator=collator,
-                            processing_class=tokenizer, callbacks=callbacks)
+    trainer = trainer_class(model=model, args=args, train_dataset=examples, eval_dataset=held_out,
+                            data_collator=collator, processing_class=tokenizer, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # the progress bar shows loss and tokens/s
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    return trainer, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if held_out is not None:
+        trainer.evaluate()  # the end's eval loss, logged with the step it was taken at
+    return trainer, seconds
 
 
 def _report(config: TrainConfig, trainer: Any, model: Any, tokenizer: Any, load: LoadReport, stats: DataStats,
             packing: PackingVerdict, seconds: float, resume_from: Path | None, world: int,
-            notes: list[str], counter: TokenCounter) -> TrainReport:
+            notes: list[str], counter: TokenCounter, eval_info: dict[str, Any] | None) -> TrainReport:
     out = Path(config.output)
     model.save_pretrained(str(out / "adapter"))
     tokenizer.save_pretrained(str(out / "adapter"))
     losses = tuple((h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h)
+    eval_losses = _eval_losses(trainer.state.log_history)
     report = TrainReport(
         model=config.model, output=config.output, load=load, data=stats, packing=packing,
         steps=trainer.state.global_step, losses=losses, train_loss=run_loss(losses),
@@ -230,10 +268,18 @@ def _report(config: TrainConfig, trainer: Any, model: Any, tokenizer: Any, load:
               "target_modules": list(config.target_modules)},
         probe=_probe_logits(model, tokenizer), resumed_from=str(resume_from) if resume_from else None,
         world_size=world, notes=tuple(notes), tokens_fed=counter.fed, padding_share=counter.padding_share,
+        eval=eval_info, eval_losses=eval_losses,
     )
     title = f"{config.model} · {report.backend} · packing {'on' if packing.enabled else 'off'}"
-    write_reports(out, report.to_dict(), load.to_dict(), list(losses), title)
+    write_reports(out, report.to_dict(), load.to_dict(), list(losses), title, list(eval_losses))
     return report
+
+
+def _eval_losses(history: list[dict[str, Any]]) -> tuple[tuple[int, float], ...]:
+    """(step, eval loss) in order, one per step: the end's evaluation repeats the last periodic one's step when
+    they coincide."""
+    by_step = {h["step"]: h["eval_loss"] for h in history if "eval_loss" in h}
+    return tuple(sorted(by_step.items()))
 
 
 def run_loss(losses: tuple[tuple[int, float], ...]) -> float | None:

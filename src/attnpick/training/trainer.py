@@ -54,7 +54,16 @@ def trainer_classes() -> tuple[Any, Any]:
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
     class CheckpointingTrainer(Trainer):  # type: ignore[misc]
-        """Trainer whose checkpoints count only once a completion marker is written, after every file."""
+        """Trainer whose checkpoints count only once a completion marker is written, after every file; eval batches
+        go through the collator itself, not the token counter around it (the counts are the training's)."""
+
+        def get_eval_dataloader(self, eval_dataset: Any = None) -> Any:
+            counted = self.data_collator
+            self.data_collator = getattr(counted, "collator", counted)
+            try:
+                return super().get_eval_dataloader(eval_dataset)
+            finally:
+                self.data_collator = counted
 
         def _save_checkpoint(self, model: Any, trial: Any) -> None:
             super()._save_checkpoint(model, trial)
@@ -80,10 +89,12 @@ def trainer_classes() -> tuple[Any, Any]:
             self.progress.start()
 
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+            if logs and "eval_loss" in logs:
+                self.eval = f" · eval {logs['eval_loss']:.4f}"
             if logs and "loss" in logs:
                 rate = (state.num_input_tokens_seen - self.tokens0) / max(time.perf_counter() - self.start, 1e-9)
                 self.progress.update(self.task, completed=state.global_step,
-                                     info=f"loss {logs['loss']:.4f} · {rate:,.0f} tok/s")
+                                     info=f"loss {logs['loss']:.4f}{getattr(self, 'eval', '')} · {rate:,.0f} tok/s")
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self.progress.update(self.task, completed=state.global_step)
