@@ -59,3 +59,30 @@ def test_the_readme_shows_both_quickstart_commands():
     for name in ("README.md", "README.ko.md"):
         text = read(name)
         assert "./dev run" in text and "./dev test" in text and ".venv" in text
+
+
+def _shape(text: str) -> list[str]:
+    """A printed run's lines without what changes from run to run: numbers, the run folder, spacing."""
+    out = []
+    for line in text.strip().splitlines():
+        line = re.sub(r"\S*runs/quickstart-[\d-]+", "<run>", line)
+        out.append(" ".join(re.sub(r"\d[\d,.]*", "#", line).split()))
+    return out
+
+
+def test_what_you_will_see_is_what_dev_run_prints(tmp_path):
+    """The README's 'What you will see' block has the lines `./dev run` prints (`attnpick train --output
+    runs/quickstart-<time>`), line for line; only the numbers may differ."""
+    import importlib.util
+
+    from tests.conftest import run_cli
+
+    extra = [m for m in ("unsloth", "flash_attn", "xformers", "kernels") if importlib.util.find_spec(m)]
+    if extra:
+        pytest.skip(f"the README shows a machine without {', '.join(extra)}; this one has it")
+    block = re.search(r"### What you will see.*?```text\n(.*?)```", read("README.md"), re.S)
+    assert block, "README.md: no 'What you will see' block"
+    proc = run_cli("train", "--output", str(tmp_path / "runs" / "quickstart-20261202-000000"),
+                   env={"COLUMNS": "1000"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _shape(proc.stdout) == _shape(block.group(1))
