@@ -17,9 +17,11 @@ from typing import Any
 from attnpick.errors import UsageError
 from attnpick.training.layouts import (
     CANONICAL,
+    DROP_FIXES,
     DROP_REASONS,
     LAYOUTS,
     MALFORMED,
+    MALFORMED_FIX,
     detect_layouts,
     parse_columns,
     rename_columns,
@@ -200,6 +202,14 @@ def drop_warnings(stats: DataStats, max_dropped: float | None) -> list[str]:
     notes = []
     if share > WARN_DROPPED:
         notes.append(f"WARNING: {stats.dropped.count} of {stats.rows} rows ({share:.0%}) are dropped and not trained "
-                     f"on: {stats.dropped.summary()}. --truncate left keeps answers whose prompt is long; "
-                     "--max-dropped makes this an error.")
+                     f"on: {stats.dropped.summary()}. {drop_fixes(stats.dropped)}; --max-dropped makes this an "
+                     "error.")
     return notes
+
+
+def drop_fixes(dropped: Drops) -> str:
+    """What keeps the dropped rows, per reason: the option to change, or the rows to fix."""
+    fixes = [DROP_FIXES[code] for code in dropped.by_reason if code in DROP_FIXES]
+    if any(code in MALFORMED for code in dropped.by_reason):
+        fixes.append(MALFORMED_FIX)
+    return "; ".join(dict.fromkeys(fixes)).capitalize() or "Nothing keeps them"

@@ -40,6 +40,13 @@ DROP_REASONS = {
 }
 
 
+# What keeps the rows of each drop reason, for the warnings.
+DROP_FIXES = {
+    "prompt_fills_max_seq_length": "a longer --max-seq-length (or --truncate left) keeps them",
+    "answer_fills_max_seq_length": "a longer --max-seq-length keeps them",
+}
+MALFORMED_FIX = "fix those rows in the data (--strict-data stops at the first one, with its row number)"
+
 # Drops about the row itself (malformed data), as opposed to its length: --strict-data makes these an error.
 MALFORMED = frozenset({"null_field", "not_text", "empty_answer", "unknown_role", "bad_turns", "no_answer"})
 
@@ -58,6 +65,16 @@ def parse_columns(text: str | dict[str, str] | None) -> dict[str, str]:
                 raise UsageError(f"--columns {text!r}: write NAME=COLUMN pairs separated by commas, e.g. "
                                  "--columns instruction=질문,output=답변.")
             pairs.append((name.strip(), theirs.strip()))
+    names = [name for name, _ in pairs]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise UsageError(f"--columns names {', '.join(twice)} more than once: map each name onto one column.")
+    theirs_all = [theirs for _, theirs in pairs]
+    shared = sorted({theirs for theirs in theirs_all if theirs_all.count(theirs) > 1})
+    if shared:
+        both = [name for name, theirs in pairs if theirs == shared[0]]
+        raise UsageError(f"--columns maps {' and '.join(both)} to the same column {shared[0]!r}: one column feeds one "
+                         "name.")
     unknown = [name for name, _ in pairs if name not in CANONICAL]
     if unknown:
         raise UsageError(f"--columns: {', '.join(unknown)} is not a column attnpick reads. Map onto: "
@@ -120,15 +137,18 @@ def _turns(turns: Any, layout: str) -> list[dict[str, str]] | str:
         return "null_field"
     if not isinstance(turns, list) or not turns or not all(isinstance(t, dict) for t in turns):
         return "bad_turns"
-    role_key, text_key = ("role", "content") if layout == "messages" else ("from", "value")
+    keys = [("role", "content"), ("from", "value")]
+    keys = keys if layout == "messages" else keys[::-1]
     messages = []
     for turn in turns:
+        # ShareGPT exports come keyed role/content as often as from/value (and chat data the other way round)
+        role_key, text_key = next(((r, t) for r, t in keys if turn.get(r) is not None), keys[0])
         role, text = turn.get(role_key), turn.get(text_key)
         if role is None or text is None:
             return "null_field"
         if not isinstance(role, str) or not isinstance(text, str):
             return "not_text"
-        role = role if layout == "messages" else SHAREGPT_ROLES.get(role.lower(), role)
+        role = role if role_key == "role" and role in CHAT_ROLES else SHAREGPT_ROLES.get(role.lower(), role)
         if role not in CHAT_ROLES:
             return "unknown_role"
         messages.append({"role": role, "content": text})

@@ -34,7 +34,7 @@ def open_dataset(spec: str, split: str) -> tuple[str, Any]:
         return f"embedded default dataset (attnpick/{EMBEDDED_FILE})", _load_file(path, split)
     path = Path(spec).expanduser()
     if path.is_dir():
-        return spec, _load_folder(path, split, spec)
+        return _load_folder(path, split, spec)
     if path.is_file():
         return spec, _load_file(path, split)
     if path.suffix.lower() in FORMATS or spec.startswith((".", "/", "~")) or "\\" in spec:
@@ -42,8 +42,9 @@ def open_dataset(spec: str, split: str) -> tuple[str, Any]:
     return spec, _load_hub(spec, split)
 
 
-def _load_folder(path: Path, split: str, spec: str) -> Any:
-    """A `save_to_disk` folder, or a folder of data files (a hub dataset downloaded with `hf download`)."""
+def _load_folder(path: Path, split: str, spec: str) -> tuple[str, Any]:
+    """(description, dataset) of a `save_to_disk` folder, or of a folder of data files (a hub dataset downloaded
+    with `hf download`): every file of the split read, its rows named per file in the description."""
     import datasets
 
     if (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file():
@@ -52,11 +53,55 @@ def _load_folder(path: Path, split: str, spec: str) -> Any:
             if split not in loaded:
                 raise UsageError(f"{spec}: no split {split!r}; it has {', '.join(loaded)}. Pass --data-split.")
             loaded = loaded[split]
-        return loaded
-    if not any(p.suffix.lower() in FORMATS for p in path.rglob("*") if p.is_file()):
+        return spec, loaded
+    splits = _data_files(path)
+    if not splits:
         raise UsageError(f"{spec} is a folder without data files (.jsonl/.json/.parquet/.csv) and is not a saved "
                          "dataset. Pass a data file, a folder written by Dataset.save_to_disk, or a hub dataset id.")
-    return _quietly(lambda: datasets.load_dataset(str(path), split=split), spec, split)
+    if split not in splits:
+        raise UsageError(f"{spec}: no split {split!r}; its files make {', '.join(splits)}. Pass --data-split.")
+    parts = [(f, _load_file(f, "train")) for f in splits[split]]
+    return _combined(parts, spec, path)
+
+
+def _data_files(path: Path) -> dict[str, list[Path]]:
+    """The folder's data files by split, as `datasets` names splits from file names (`train-*.parquet`,
+    `data/test.jsonl`; any other name is `train`), each file once, in a stable order."""
+    from datasets.data_files import DataFilesDict, get_data_patterns
+
+    try:
+        patterns = get_data_patterns(str(path))
+        resolved = DataFilesDict.from_patterns(patterns, base_path=str(path))
+    except Exception:  # noqa: BLE001 - no file datasets recognises: the caller says what to pass
+        return {}
+    out = {}
+    for split, names in resolved.items():
+        found = sorted({Path(n) for n in names if Path(n).suffix.lower() in FORMATS})
+        if found:
+            out[str(split)] = found
+    return out
+
+
+def _combined(parts: list[tuple[Path, Any]], spec: str, root: Path) -> tuple[str, Any]:
+    """Every file of a folder in one dataset (rows in file order); files whose columns differ cannot be combined."""
+    import datasets
+
+    rows = ", ".join(f"{f.relative_to(root)}: {len(d)} rows" for f, d in parts)
+    if len(parts) == 1:
+        return f"{spec} ({rows})", parts[0][1]
+    columns = {f: sorted(d.column_names) for f, d in parts}
+    first_file, first = parts[0]
+    for f, _ in parts[1:]:
+        if columns[f] != columns[first_file]:
+            raise UsageError(f"{spec}: {f.relative_to(root)} has columns {', '.join(columns[f])} but "
+                             f"{first_file.relative_to(root)} has {', '.join(columns[first_file])}: the files cannot "
+                             "be read as one dataset. Give them the same columns, or pass one file with --data.")
+    try:
+        combined = datasets.concatenate_datasets([d.cast(first.features) for _, d in parts])
+    except Exception as exc:  # noqa: BLE001 - the same columns with types that do not convert
+        raise UsageError(f"{spec}: its files have the same columns with different types ({first_line(exc)}); "
+                         "save them in one format, or pass one file with --data.") from None
+    return f"{spec} ({rows})", combined
 
 
 def _load_file(path: Path, split: str) -> Any:
@@ -68,11 +113,67 @@ def _load_file(path: Path, split: str) -> Any:
                          "or .csv.")
     if split != "train":
         raise UsageError(f"--data-split {split!r}: a single data file has only the split 'train'.")
+    options: dict[str, Any] = {"encoding": _text_encoding(path)} if builder in ("json", "csv") else {}
+    if builder == "csv":
+        options.update(_csv_as_text(path, options["encoding"]))
     try:
         with _datasets_logging_off():  # a failure is reported once, by attnpick, with the line at fault
-            return datasets.load_dataset(builder, data_files=str(path), split="train")
+            return datasets.load_dataset(builder, data_files=str(path), split="train", **options)
     except Exception as exc:  # noqa: BLE001 - any reading failure is the file's; the message names where
         raise UsageError(_read_error(path, builder, exc)) from None
+
+
+def _text_encoding(path: Path) -> str:
+    """UTF-8 with or without a BOM, or UTF-16 with a BOM (what PowerShell 5.1's `>` writes), as facts files are read;
+    any other encoding is refused with the fix."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError as exc:
+        raise UsageError(f"{path} cannot be read ({exc.strerror or exc}).") from None
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            while handle.read(1 << 20):
+                pass
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text (byte {exc.start} cannot be read; a Korean Windows file is often "
+                         "CP949/EUC-KR, a Western one Latin-1). Save it as UTF-8, e.g. iconv -f cp949 -t utf-8, or "
+                         "'Save as UTF-8' in the editor.") from None
+    return "utf-8-sig"
+
+
+def _no_rows(path: Path, builder: str) -> bool:
+    """A file a reader may fail on only because it holds no rows: an empty JSON array, a header-only CSV, a 0-row
+    Parquet table."""
+    try:
+        if builder == "parquet":
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(str(path)).metadata.num_rows == 0
+        text = files.read_text(path).strip()
+        if builder == "csv":
+            return len([line for line in text.splitlines() if line.strip()]) <= 1
+        return text == "[]"
+    except Exception:  # noqa: BLE001 - unreadable for other reasons: the reader's own error says why
+        return False
+
+
+def _csv_as_text(path: Path, encoding: str) -> dict[str, Any]:
+    """Every CSV column read as text: a cell is text to whoever wrote it (an answer `42`, a code `007`)."""
+    import csv
+
+    import datasets
+
+    try:
+        with open(path, encoding=encoding, newline="") as handle:
+            header = next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError):
+        return {}  # the reader fails on it and _read_error says why
+    if not header or len(set(header)) != len(header):
+        return {}
+    return {"features": datasets.Features({name: datasets.Value("string") for name in header})}
 
 
 def _read_error(path: Path, builder: str, exc: Exception) -> str:
@@ -84,6 +185,8 @@ def _read_error(path: Path, builder: str, exc: Exception) -> str:
         empty = False
     if empty:
         return f"{path}: the file is empty (0 bytes): it has no rows. Give at least one example."
+    if _no_rows(path, builder):
+        return f"{path}: it has no rows (only a header, or an empty table or array). Give at least one example."
     if builder == "json":
         try:
             text = files.read_text(path)
@@ -121,7 +224,7 @@ def _load_hub(spec: str, split: str) -> Any:
             folder = snapshot_download(spec, repo_type="dataset", local_files_only=True)
         except Exception:  # noqa: BLE001 - not in the hub cache either: the first failure says why
             raise first from None
-        return _load_folder(Path(folder), split, spec)
+        return _load_folder(Path(folder), split, spec)[1]
 
 
 def _quietly(load: Any, spec: str, split: str) -> Any:
