@@ -9,6 +9,7 @@ half of one. Folders are built under a temporary name and renamed into place the
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -18,13 +19,32 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from attnpick.errors import UsageError
+from attnpick.errors import AttnpickError, UsageError
 
 TRASH_PREFIX = ".attnpick-trash-"
 
 
+class DiskFullError(AttnpickError):
+    """No space left where attnpick writes: one line naming the folder (exit 2: the user frees space)."""
+
+    exit_code = 2
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC, or torch's serializer reporting a write cut short by it ("unexpected pos")."""
+    return (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left" in str(exc) or \
+        "unexpected pos" in str(exc)
+
+
+def file_mode() -> int:
+    """The permissions a file the user creates gets (0o666 less the umask); a temporary file starts at 0o600."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` atomically; the parent folder must exist."""
+    """Write `data` to `path` atomically, with the user's usual permissions; the parent folder must exist."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -32,9 +52,13 @@ def write_bytes(path: str | Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and is_disk_full(exc):
+            raise DiskFullError(f"No space left on the device holding {path.parent}; {path.name} was not written "
+                                "(nothing half-written is kept). Free some space and run again.") from None
         raise
 
 

@@ -4,7 +4,11 @@ and the files a finished run leaves (reports as UTF-8 JSON written atomically, t
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,30 +25,114 @@ def incomplete_checkpoints(out: Path) -> list[Path]:
     return [p for p in out.glob("checkpoint-*") if checkpoint_step(p) is not None and not (p / COMPLETE).is_file()]
 
 
-def prepare_output(output: str, resume: bool) -> tuple[Path | None, bool, list[str]]:
-    """Check `--output` before anything loads: (checkpoint to resume from, whether the folder was created now,
-    notes for the user). Refuses to overwrite another run; discards incomplete checkpoints, which hold nothing
-    usable and must not block a run."""
+RUN_MARKER = "attnpick-run.json"  # written first into every run folder: who runs it, since when
+LOCK = ".attnpick-run.lock"  # held while a run writes the folder (an OS lock: a killed process releases it)
+OURS = (RUN_MARKER, LOCK)
+
+
+def lock_run(out: Path) -> Any:
+    """The folder's lock, taken now or refused: a second `train` (or `--resume`) on a folder another one is writing
+    is exit 2 naming that one. The OS releases the lock of a killed process, so a stale lock never blocks."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(out / LOCK), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        owner = _owner(out)
+        raise UsageError(f"--output {str(out)!r} is being written by another attnpick train{owner}. Wait for it to "
+                         "finish, or choose another --output.") from None
+    return lock
+
+
+def _owner(out: Path) -> str:
+    try:
+        doc = json.loads((out / RUN_MARKER).read_text(encoding="utf-8"))
+        return f" (pid {doc['pid']} on {doc['host']}, started {doc['started']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
+def mark_run(out: Path) -> None:
+    files.write_json(out / RUN_MARKER, {"pid": os.getpid(), "host": socket.gethostname(),
+                                        "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+
+
+def is_run_folder(out: Path) -> bool:
+    """A folder attnpick train wrote: its marker, a report, or a complete checkpoint (runs from before the marker)."""
+    return (out / RUN_MARKER).is_file() or (out / "train_report.json").is_file() or \
+        latest_complete_checkpoint(out) is not None
+
+
+def prepare_output(output: str, resume: bool, max_steps: int = -1,
+                   lock: bool = True) -> tuple[Path | None, bool, list[str], Any]:
+    """Check `--output` before anything loads and take it: (checkpoint to resume from, whether the folder was
+    created now, notes for the user, the held lock or None). Refuses to overwrite another run, to resume a folder
+    attnpick did not write or a run that is complete; discards incomplete checkpoints, which hold nothing usable
+    and must not block a run. `lock=False` (ranks other than 0): check only."""
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--output {output!r} is a file, not a folder. Give a folder path for the run.")
     notes: list[str] = []
     if resume and not out.is_dir():
         raise UsageError(f"--resume: output folder {output!r} does not exist. Drop --resume to start a new run.")
-    if out.is_dir():
+    created = files.check_writable(out, "--output")
+    held = lock_run(out) if lock else None
+    try:
         torn = incomplete_checkpoints(out)
-        others = [p for p in out.iterdir() if p not in torn]
+        others = [p for p in out.iterdir() if p not in torn and p.name not in OURS]
         if not resume and others:
             raise UsageError(f"Output folder {output!r} already exists. Pass --resume to continue it, or choose "
                              "another --output; attnpick never overwrites a run.")
-        for folder in torn:
-            files.discard_folder(folder)
-            notes.append(f"discarded {folder.name}: its save never finished")
-    created = files.check_writable(out, "--output")
-    checkpoint = latest_complete_checkpoint(out) if resume else None
-    if resume and checkpoint is None:
-        notes.append(f"--resume: {output} has no complete checkpoint; starting from scratch")
-    return checkpoint, created, notes
+        if resume and others and not is_run_folder(out):
+            raise UsageError(f"--resume: {output!r} is not a run of attnpick train (no {RUN_MARKER}, report or "
+                             "checkpoint). Choose the run's own folder, or drop --resume and give a new --output.")
+        if resume:
+            _refuse_complete(out, max_steps)
+        if lock:
+            for folder in torn:
+                files.discard_folder(folder)
+                notes.append(f"discarded {folder.name}: its save never finished")
+            mark_run(out)
+        checkpoint = latest_complete_checkpoint(out) if resume else None
+        if resume and checkpoint is None:
+            notes.append(f"--resume: {output} has no complete checkpoint; starting from scratch")
+    except BaseException:
+        release(out, held, created)
+        raise
+    return checkpoint, created, notes, held
+
+
+def release(out: Path, held: Any, created: bool) -> None:
+    """Let the folder go. A folder that holds nothing of a run (a refused or failed start) loses the lock and marker
+    attnpick put there, and is removed when attnpick created it."""
+    if held is not None:
+        held.release()
+    try:
+        leftovers = [p for p in out.iterdir() if p.name not in OURS]
+    except OSError:
+        return
+    if leftovers and (out / RUN_MARKER).is_file():
+        return
+    if not leftovers:
+        (out / RUN_MARKER).unlink(missing_ok=True)
+    (out / LOCK).unlink(missing_ok=True)
+    if created:
+        remove_if_empty(out)
+
+
+def _refuse_complete(out: Path, max_steps: int) -> None:
+    """`--resume` of a finished run changes nothing: it says so (raise --max-steps to train further)."""
+    try:
+        report = json.loads((out / "train_report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    steps = report.get("steps") if isinstance(report, dict) else None
+    if isinstance(steps, int) and (max_steps == -1 or steps >= max_steps):
+        loss = report.get("train_loss")
+        raise UsageError(f"--resume: {out} is a complete run ({steps} steps, train_loss "
+                         f"{loss if loss is None else f'{loss:.4f}'}); nothing changed. Give a larger --max-steps to "
+                         "train further, or choose another --output.")
 
 
 def write_reports(out: Path, train_report: dict[str, Any], load_report: dict[str, Any],

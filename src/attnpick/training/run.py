@@ -22,7 +22,7 @@ from attnpick.lora import attach_lora, check_target_modules
 from attnpick.models import Prepared, linear_layer_names, prepare
 from attnpick.training.config import TrainConfig
 from attnpick.training.data import DataStats, drop_warnings, examples_of, load_examples, parse_columns, validate
-from attnpick.training.outputs import prepare_output, remove_if_empty, write_reports
+from attnpick.training.outputs import prepare_output, release, write_reports
 from attnpick.training.packing import PackingVerdict, decide_packing, packing_check
 from attnpick.training.trainer import TokenCounter, trainer_classes
 
@@ -106,13 +106,31 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainReport | No
     if config.eval_data:
         validate(config.eval_data, config.data_split, parse_columns(config.columns), config.strict_data)
     _check_targets(prepare(config.model), config.target_modules)
-    resume_from, created, notes = prepare_output(config.output, config.resume)
+    rank, _ = distributed.rank_and_world()
+    # rank 0 holds the folder's lock for the whole run: a second train on it is refused
+    resume_from, created, notes, lock = prepare_output(config.output, config.resume, config.max_steps, rank == 0)
     try:
         return _run(config, resume_from, notes)
-    except BaseException:
-        if created:
-            remove_if_empty(Path(config.output))
-        raise
+    except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError ("unexpected pos")
+        full = _disk_full(exc, config.output)
+        if full is None:
+            raise
+        raise full from None
+    finally:
+        release(Path(config.output), lock, created)
+
+
+def _disk_full(exc: BaseException, output: str) -> BaseException | None:
+    """A full disk while the run wrote: one line naming the folder and the last complete checkpoint."""
+    from attnpick.files import DiskFullError, is_disk_full
+    from attnpick.training.trainer import latest_complete_checkpoint
+
+    if not is_disk_full(exc):
+        return None
+    last = latest_complete_checkpoint(Path(output))
+    where = f"the last complete checkpoint is {last.name}: free space, then rerun with --resume" if last else \
+        "no checkpoint was complete: free space and start again"
+    return DiskFullError(f"No space left on the device holding {output} while the run wrote to it; {where}.")
 
 
 def _config(config: TrainConfig | None, options: dict[str, Any]) -> TrainConfig:
