@@ -22,6 +22,7 @@ from attnpick.catalog import BACKEND_NAMES, CATALOG, is_loader
 from attnpick.decision import Candidate, Decision, Reason, Request, choose
 from attnpick.errors import UsageError
 from attnpick.facts import EnvFacts
+from attnpick.model_info import check_context
 from attnpick.models import MAX_SEQ_LENGTH_LIMIT, MODEL_HELP, Prepared, as_prepared, torch_device
 from attnpick.options import option
 from attnpick.parity import backend_names, verify
@@ -117,6 +118,7 @@ def bench(model: str | Prepared = tiny.NAME, seq_lens: tuple[int, ...] = (256, 1
     """
     check_bench_values(seq_lens, batch, repeats, mode)
     prepared = as_prepared(model)
+    check_context(prepared.folder, max(seq_lens), prepared.name, "--seq-lens")
     model_facts = prepared.model_facts
     facts = facts or collect_facts()
     decision = decision or choose(facts, Request.from_names(None, dtype), model_facts)

@@ -16,6 +16,7 @@ vocabulary resize, a device placement attnpick does not do) are refused with a `
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 import types
 import warnings
@@ -26,6 +27,8 @@ from attnpick.catalog import loader_api
 from attnpick.chain import LoadReport
 from attnpick.errors import UsageError
 from attnpick.export import gguf_file, hub, merged
+from attnpick.models import MAX_SEQ_LENGTH_LIMIT
+from attnpick.options import finite, flag, whole
 from attnpick.quantization import keep_trainable
 
 # As Unsloth patches TRL on import: SFTTrainer / SFTConfig take Unsloth's keywords from here on (attnpick.trl_keywords).
@@ -85,6 +88,15 @@ class FastLanguageModel:
         if args:
             raise UsageError(f"FastLanguageModel.from_pretrained takes keyword arguments after revision; got "
                              f"{len(args)} more positional value(s).")
+        if isinstance(model_name, os.PathLike):
+            model_name = os.fspath(model_name)
+        if not isinstance(model_name, str) or not model_name.strip():
+            raise UsageError(f"model_name must be a model id or folder, e.g. 'tiny-exaone', got {model_name!r}.")
+        whole(max_seq_length, "max_seq_length", 8, MAX_SEQ_LENGTH_LIMIT)
+        for value, name in ((load_in_4bit, "load_in_4bit"), (load_in_8bit, "load_in_8bit"),
+                            (load_in_16bit, "load_in_16bit"), (full_finetuning, "full_finetuning"),
+                            (trust_remote_code, "trust_remote_code")):
+            flag(value, name)
         if load_in_8bit:
             raise UsageError("load_in_8bit=True: attnpick loads 4-bit NF4 or unquantized; 8-bit would change the "
                              "model you train. Use load_in_4bit=True or load_in_16bit=True.")
@@ -151,6 +163,7 @@ class FastLanguageModel:
             The peft model (`model.attnpick_report` still answers).
         """
         report = _report_of(model)
+        _check_lora_arguments(r, lora_alpha, lora_dropout, bias, random_state, target_modules)
         targets = LLAMA_PROJECTIONS if target_modules is None else target_modules
         own = loader_api(report.chosen)
         if own is not None:  # a model loader (Unsloth) loaded the model: its own get_peft_model
@@ -246,6 +259,27 @@ def _check_unsloth_keywords(kwargs: dict[str, Any], where: str = "from_pretraine
         note = f" ({', '.join(unknown)} unknown to Unsloth 2026.10 too)" if unknown else ""
         warnings.warn(f"attnpick FastLanguageModel.{where} ignores {', '.join(ignored)}: they tune Unsloth's own "
                       f"machinery, which is not loaded here{note}.", UserWarning, stacklevel=3)
+
+
+LORA_BIAS = ("none", "all", "lora_only")  # peft's LoraConfig.bias
+
+
+def _check_lora_arguments(r: Any, lora_alpha: Any, lora_dropout: Any, bias: Any, random_state: Any,
+                          target_modules: Any) -> None:
+    """get_peft_model's arguments checked as the CLI checks options: a UsageError naming the argument, never a
+    peft or torch internal."""
+    whole(r, "r", 1)
+    finite(lora_alpha, "lora_alpha", low=0.0, low_open=True)
+    finite(lora_dropout, "lora_dropout", low=0.0, high=1.0)
+    if bias not in LORA_BIAS:
+        raise UsageError(f"bias must be one of {', '.join(LORA_BIAS)}, got {bias!r}.")
+    whole(random_state, "random_state", 0, 2**32 - 1)
+    if target_modules is not None and not (
+            (isinstance(target_modules, str) and target_modules) or
+            (isinstance(target_modules, (list, tuple, set)) and target_modules and
+             all(isinstance(m, str) and m for m in target_modules))):
+        raise UsageError(f"target_modules must be module names such as ['q_proj', 'v_proj'] (or 'all-linear'), got "
+                         f"{target_modules!r}.")
 
 
 def _remember(model: Any, tokenizer: Any, report: LoadReport, checkpointing: Any) -> None:

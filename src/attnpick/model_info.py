@@ -114,3 +114,12 @@ def check_model_files(folder: str | Path) -> None:
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
         raise UsageError(f"Model folder {folder} has no tokenizer ({', '.join(TOKENIZER_FILES[:2])}). Download the "
                          "tokenizer files with the model.")
+
+
+def check_context(folder: Path, tokens: int, name: str, option: str = "--max-seq-length") -> None:
+    """`tokens` within the model's context (`max_position_embeddings` in its config.json, where it gives one)."""
+    config = read_config(folder)
+    limit = config.get("max_position_embeddings") or config.get("n_positions")
+    if isinstance(limit, int) and not isinstance(limit, bool) and tokens > limit:
+        raise UsageError(f"{option} {tokens} is above {name}'s context of {limit} tokens (max_position_embeddings). "
+                         f"Give at most {limit}.")

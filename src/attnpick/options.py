@@ -41,3 +41,9 @@ def finite(value: Any, option: str, low: float, high: float | None = None, low_o
     if not ok:
         bounds = f"{'above' if low_open else 'at least'} {low:g}" + (f" and below {high:g}" if high is not None else "")
         raise UsageError(f"{option} must be a finite number {bounds}, got {value!r}.")
+
+
+def flag(value: Any, name: str) -> None:
+    """A yes/no argument must be True or False: "yes" or 1 is refused, not taken as true."""
+    if not isinstance(value, bool):
+        raise UsageError(f"{name} must be True or False, got {value!r}.")

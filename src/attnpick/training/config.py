@@ -41,6 +41,8 @@ class TrainConfig:
     eval_share: float = option(0.0, "hold out this share of --data for an eval loss (a split seeded by --seed; "
                                "0: none)", metavar="SHARE")
     eval_steps: int | None = option(None, "eval loss every N steps as well as at the end", metavar="N", type=int)
+    chat_template: str | None = option(None, "a Jinja chat template file for a model whose tokenizer has none (or "
+                                       "whose own does not render); saved with the adapter", metavar="FILE")
     output: str = option("attnpick-run", "the run's folder: created, never overwritten (see --resume)",
                          metavar="DIR", required=True)
     backend: str = option("auto", "attention backend: auto (default) or one name from 'attnpick doctor'; "

@@ -19,9 +19,11 @@ from attnpick.chain import LoadReport
 from attnpick.errors import UsageError
 from attnpick.loading import load_model
 from attnpick.lora import attach_lora, check_target_modules
+from attnpick.model_info import check_context
 from attnpick.models import Prepared, linear_layer_names, prepare
 from attnpick.training.config import TrainConfig
 from attnpick.training.data import DataStats, drop_warnings, examples_of, load_examples, parse_columns, validate
+from attnpick.training.model_checks import check_chat_template, folder_chat_template, read_chat_template
 from attnpick.training.outputs import prepare_output, release, write_reports
 from attnpick.training.packing import PackingVerdict, decide_packing, packing_check
 from attnpick.training.trainer import TokenCounter, trainer_classes
@@ -105,7 +107,12 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainReport | No
                   config.max_dropped)
     if config.eval_data:
         validate(config.eval_data, config.data_split, parse_columns(config.columns), config.strict_data)
-    _check_targets(prepare(config.model), config.target_modules)
+    prepared = prepare(config.model)
+    _check_targets(prepared, config.target_modules)
+    check_context(prepared.folder, config.max_seq_length, config.model)
+    template = read_chat_template(config.chat_template) if config.chat_template else \
+        folder_chat_template(prepared.folder)
+    check_chat_template(template, f"--chat-template {config.chat_template}" if config.chat_template else config.model)
     rank, _ = distributed.rank_and_world()
     # rank 0 holds the folder's lock for the whole run: a second train on it is refused
     resume_from, created, notes, lock = prepare_output(config.output, config.resume, config.max_steps, rank == 0)
@@ -150,6 +157,8 @@ def _run(config: TrainConfig, resume_from: Path | None, notes: list[str]) -> Tra
     if world > 1:
         distributed.init_process_group()
     model, tokenizer, load = _load(config)
+    if config.chat_template:
+        tokenizer.chat_template = read_chat_template(config.chat_template)  # saved with the adapter
     examples, stats = load_examples(config.data, tokenizer, config.max_seq_length, config.data_split,
                                     parse_columns(config.columns), config.truncate, config.strict_data)
     notes = [*notes, *drop_warnings(stats, config.max_dropped)]
