@@ -35,8 +35,8 @@ BASE = {"os": "linux", "torch": "2.11.0", "device": {"type": "cuda", "capability
     ({**BASE, "device": {"type": "tpu"}}, "'device.type' must be one of"),
     ({**BASE, "device": {"type": "cuda", "capability": "sm80"}}, "'device.capability' must look like"),
     ({**BASE, "device": {"type": "cuda", "capability": "\u00b2.0"}}, "'device.capability' must look like"),
-    ({**BASE, "device": {"type": "cuda", "memory_gb": "lots"}}, "'device.memory_gb' must be a number"),
-    ({**BASE, "device": {"type": "cuda", "memory_gb": True}}, "'device.memory_gb' must be a number"),
+    ({**BASE, "device": {"type": "cuda", "memory_gb": "lots"}}, "'device.memory_gb' must be a finite number"),
+    ({**BASE, "device": {"type": "cuda", "memory_gb": True}}, "'device.memory_gb' must be a finite number"),
     ({**BASE, "device": {"type": "cuda", "name": 4090}}, "'device.name' must be a string"),
     ({**BASE, "packages": []}, "'packages' must be a JSON object"),
     ({**BASE, "packages": {"xformers": "0.0.33"}}, "'packages.xformers' must be a JSON object"),
@@ -54,6 +54,15 @@ BASE = {"os": "linux", "torch": "2.11.0", "device": {"type": "cuda", "capability
     ({**BASE, "hub": {"offline": "yes"}}, "'hub.offline' must be true or false"),
     ({**BASE, "hub": {"cached": {"kernels-community/flash-attn2": ["4"]}}}, "list of kernel versions"),
     ({**BASE, "hub": {"flash_kernels": {"flash_attention_2": {"repo": 1}}}}, "needs a string 'repo'"),
+    # issue 22: values of the right type but out of range, or versions that do not parse
+    ({**BASE, "device": {"type": "cuda", "memory_gb": -1}}, "'device.memory_gb' must be a finite number of at least"),
+    ({**BASE, "device": {"type": "cuda", "memory_gb": float("nan")}}, "'device.memory_gb' must be a finite number"),
+    ({**BASE, "python": "x"}, "'python' must be a version"),
+    ({**BASE, "torch": "not-a-version"}, "'torch' must be a version"),
+    ({**BASE, "packages": {"xformers": {"version": "banana"}}}, "'packages.xformers.version' must be a version"),
+    ({**BASE, "hub": {"kernels_range": "garbage!!"}}, "'hub.kernels_range' must be a version range"),
+    ({**BASE, "hub": {"flash_kernels": {"flash_attention_2": {"repo": "r", "version": -1}}}}, "at least 0"),
+    ({**BASE, "hub": {"cached": {"kernels-community/flash-attn2": [-4]}}}, "list of kernel versions"),
 ])
 def test_malformed_documents_name_the_key(doc, needle):
     with pytest.raises(UsageError, match=needle):
@@ -69,3 +78,11 @@ def test_hub_block_round_trips_and_is_optional():
     assert facts.to_dict()["hub"] == hub and EnvFacts.from_dict(facts.to_dict()) == facts
     older = EnvFacts.from_dict(BASE)  # a file written before the hub block existed
     assert older.hub.offline is False and older.hub.reachable is None and older.hub.flash_kernels == {}
+
+
+@pytest.mark.parametrize("system", ["msys_nt-10.0-19045", "MINGW64_NT-10.0-19045", "CYGWIN_NT-10.0", "Windows"])
+def test_msys_mingw_and_cygwin_are_windows(system):
+    from attnpick.facts import normalize_os
+
+    assert normalize_os(system) == "windows"
+    assert EnvFacts.from_dict({**BASE, "os": system}, where="m.json").os == "windows"

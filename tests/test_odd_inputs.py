@@ -157,3 +157,42 @@ def test_the_python_api_names_the_bad_argument():
         with pytest.raises(UsageError, match=needle):
             FastLanguageModel.get_peft_model(model, **kwargs)
     assert issubclass(UsageError, ValueError)
+
+
+@pytest.mark.parametrize("variable, value, needle", [
+    ("ATTNPICK_DISABLE_BACKENDS", "garbage", "'garbage' is not a backend"),
+    ("ATTNPICK_DISABLE_BACKENDS", "sdpa@one", "is not NAME or NAME@RANK"),
+    ("ATTNPICK_BACKEND", "fastest", "is not a backend"),
+    ("RANK", "zero", "$RANK must be a whole number"),
+    ("ATTNPICK_CACHE_DIR", "FILE", "is a file, not a folder"),
+    ("ATTNPICK_CACHE_DIR", "LOOP", "cannot be used"),
+], ids=["disable-garbage", "disable-bad-rank", "backend", "rank", "cache-file", "cache-symlink-loop"])
+def test_environment_variables_are_checked_like_options(tmp_path, variable, value, needle):
+    from tests.conftest import run_cli
+
+    if value == "FILE":
+        value = str(tmp_path / "cache.txt")
+        (tmp_path / "cache.txt").write_text("x")
+    elif value == "LOOP":
+        (tmp_path / "a").symlink_to(tmp_path / "b")
+        (tmp_path / "b").symlink_to(tmp_path / "a")
+        value = str(tmp_path / "a" / "cache")
+    line = one_line(run_cli("doctor", env={variable: value}, timeout=120))
+    assert needle in line and (variable in line or variable == "RANK"), line
+
+
+def test_a_read_only_cache_folder_is_refused_naming_the_variable(tmp_path):
+    import os
+
+    from tests.conftest import run_cli
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("this user writes into read-only folders (root)")
+        line = one_line(run_cli("doctor", env={"ATTNPICK_CACHE_DIR": str(folder)}, timeout=120))
+        assert "ATTNPICK_CACHE_DIR" in line and "cannot be used" in line
+    finally:
+        folder.chmod(0o700)

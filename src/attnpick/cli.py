@@ -417,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries(debug)
     try:
         args = build_parser().parse_args(argv)
+        settings.check_environment(BACKEND_NAMES)
         return int(args.func(args))
     except AttnpickError as exc:
         print(f"attnpick: {exc}", file=sys.stderr)

@@ -6,6 +6,7 @@ it back and says exactly which key is wrong when it is not.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -113,21 +114,22 @@ class HubFacts:
         for name, entry in _expect(doc.get("flash_kernels", {}), dict, where, "'hub.flash_kernels'").items():
             entry = _expect(entry, dict, where, f"'hub.flash_kernels.{name}'")
             version = entry.get("version")
-            if not isinstance(entry.get("repo"), str) or not (version is None or _is_int(version)):
-                raise UsageError(f"{where}: 'hub.flash_kernels.{name}' needs a string 'repo' and an integer 'version'")
+            if not isinstance(entry.get("repo"), str) or not (version is None or (_is_int(version) and version >= 0)):
+                raise UsageError(f"{where}: 'hub.flash_kernels.{name}' needs a string 'repo' and a 'version' that is "
+                                 "a whole number of at least 0")
             devices = _strings(entry.get("devices", []), where, f"'hub.flash_kernels.{name}.devices'")
             kernels[name] = HubKernel(entry["repo"], version, devices)
         cached = {}
         for repo, versions in _expect(doc.get("cached", {}), dict, where, "'hub.cached'").items():
             versions = _expect(versions, list, where, f"'hub.cached.{repo}'")
-            if not all(_is_int(v) for v in versions):
+            if not all(_is_int(v) and v >= 0 for v in versions):
                 raise UsageError(f"{where}: 'hub.cached.{repo}' must be a list of kernel versions (integers)")
             cached[repo] = tuple(versions)
         local = _expect(doc.get("local", {}), dict, where, "'hub.local'")
         if not all(isinstance(v, str) for v in local.values()):
             raise UsageError(f"{where}: 'hub.local' must map kernel repos to folder paths (strings)")
         return cls(offline=doc.get("offline", False), reachable=reachable,
-                   kernels_range=_optional_str(doc, "kernels_range", where, "hub."), flash_kernels=kernels,
+                   kernels_range=_specifier(doc, "kernels_range", where), flash_kernels=kernels,
                    cached=cached, local=dict(local))
 
 
@@ -182,7 +184,7 @@ class EnvFacts:
             if key not in doc:
                 raise UsageError(f"{where}: missing key '{key}' ({hint}). Write the file with "
                                  "'attnpick doctor --json > FILE'.")
-        os_name = doc["os"]
+        os_name = normalize_os(doc["os"])
         if os_name not in OS_NAMES:
             raise UsageError(f"{where}: 'os' must be one of {', '.join(OS_NAMES)}, got {os_name!r}")
         device = _expect(doc["device"], dict, where, "'device'")
@@ -193,12 +195,14 @@ class EnvFacts:
         if capability is not None and not _is_capability(capability):
             raise UsageError(f"{where}: 'device.capability' must look like \"8.0\", got {capability!r}")
         memory = device.get("memory_gb")
-        if memory is not None and (not isinstance(memory, (int, float)) or isinstance(memory, bool)):
-            raise UsageError(f"{where}: 'device.memory_gb' must be a number or null, got {memory!r}")
+        if memory is not None and (not isinstance(memory, (int, float)) or isinstance(memory, bool)
+                                   or not math.isfinite(memory) or memory < 0):
+            raise UsageError(f"{where}: 'device.memory_gb' must be a finite number of at least 0, or null, got "
+                             f"{memory!r}")
         packages: dict[str, PackageFacts] = {}
         for name, entry in _expect(doc.get("packages", {}), dict, where, "'packages'").items():
             entry = _expect(entry, dict, where, f"'packages.{name}'")
-            version = _optional_str(entry, "version", where, f"packages.{name}.")
+            version = _version(entry, "version", where, f"packages.{name}.")
             importable = entry.get("importable", None if version is None else True)
             if importable not in (True, False, None):
                 raise UsageError(f"{where}: 'packages.{name}.importable' must be true, false or null")
@@ -208,9 +212,9 @@ class EnvFacts:
         hub = HubFacts.from_dict(doc["hub"], where) if "hub" in doc else HubFacts()
         return cls(
             os=os_name,
-            python=_optional_str(doc, "python", where) or "",
-            torch=_optional_str(doc, "torch", where),
-            cuda=_optional_str(doc, "cuda", where),
+            python=_version(doc, "python", where) or "",
+            torch=_version(doc, "torch", where),
+            cuda=_version(doc, "cuda", where),
             device=DeviceFacts(kind, _optional_str(device, "name", where, "device."), capability, memory),
             packages=packages,
             sdpa_kernels=_strings(doc.get("sdpa_kernels", []), where, "'sdpa_kernels'"),
@@ -284,6 +288,44 @@ def _strings(value: Any, where: str, what: str) -> tuple[str, ...]:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _version(doc: dict[str, Any], key: str, where: str, prefix: str = "") -> str | None:
+    """A version string that parses (PEP 440: "2.13.0+cpu", "12.8"), or null."""
+    from packaging.version import InvalidVersion, Version
+
+    value = _optional_str(doc, key, where, prefix)
+    if value:
+        try:
+            Version(value)
+        except InvalidVersion:
+            raise UsageError(f"{where}: '{prefix}{key}' must be a version such as \"2.13.0\", got {value!r}") from None
+    return value
+
+
+def _specifier(doc: dict[str, Any], key: str, where: str) -> str | None:
+    """A version range such as ">=0.18.2,<0.19", or null."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    value = _optional_str(doc, key, where, "hub.")
+    if value:
+        try:
+            SpecifierSet(value)
+        except InvalidSpecifier:
+            raise UsageError(f"{where}: 'hub.{key}' must be a version range such as \">=0.18.2,<0.19\", got "
+                             f"{value!r}") from None
+    return value
+
+
+def normalize_os(name: Any) -> Any:
+    """linux, windows or darwin as `platform.system()` spells them on every shell: MSYS, MinGW (Git Bash) and
+    Cygwin report `msys_nt-10.0-19045`, `mingw64_nt-...`, `cygwin_nt-...`, and they run on Windows."""
+    if not isinstance(name, str):
+        return name
+    lowered = name.lower()
+    if lowered.startswith(("win", "msys", "mingw", "cygwin")):
+        return "windows"
+    return lowered
 
 
 def _is_capability(value: Any) -> bool:

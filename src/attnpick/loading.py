@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from attnpick import distributed, tiny
+from attnpick import distributed, settings, tiny
+from attnpick.catalog import BACKEND_NAMES
 from attnpick.chain import LoadOptions, LoadReport, load_with
 from attnpick.decision import Decision, Request, choose, reject
 from attnpick.errors import UsageError
@@ -147,6 +148,7 @@ def load_model(
         >>> report.chosen
         'sdpa'
     """
+    settings.check_environment(BACKEND_NAMES)
     check_load_options(max_seq_length, policy, smoke_timeout)
     request = request_for(backend, dtype)
     prepared = prepare(model_name, trust_remote_code, force_llama_mapping, token=token, revision=revision)

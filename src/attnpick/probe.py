@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from attnpick import cache
 from attnpick.catalog import HUB_KERNELS, ISOLATED, PROBED_MODULES, hub_kernel
-from attnpick.facts import DeviceFacts, EnvFacts, HubFacts, HubKernel, PackageFacts
+from attnpick.facts import DeviceFacts, EnvFacts, HubFacts, HubKernel, PackageFacts, normalize_os
 from attnpick.settings import HIDE_ENV, hidden_packages  # noqa: F401 - HIDE_ENV: the name tests and docs use
 from attnpick.subproc import IMPORT_TIMEOUT_S, Child
 
@@ -31,8 +31,7 @@ logger = logging.getLogger(__name__)
 
 
 def os_name() -> str:
-    system = platform.system().lower()
-    return {"win32": "windows", "cygwin": "windows"}.get(system, system)
+    return normalize_os(platform.system())
 
 
 def installed_versions() -> dict[str, str]:

@@ -16,6 +16,11 @@ Read at call time, never at import, so a test or a launcher may set them late.
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from attnpick.errors import UsageError
 
 BACKEND_ENV = "ATTNPICK_BACKEND"
 DISABLE_ENV = "ATTNPICK_DISABLE_BACKENDS"
@@ -27,7 +32,51 @@ BANNER_ENV = "ATTNPICK_NO_BANNER"
 
 def rank_and_world() -> tuple[int, int]:
     """(rank, world size) from the environment torchrun and accelerate set; (0, 1) for a plain process."""
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    return _whole("RANK", 0), _whole("WORLD_SIZE", 1)
+
+
+def _whole(variable: str, default: int) -> int:
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        return default
+    if not value.isascii() or not value.isdigit():
+        raise UsageError(f"${variable} must be a whole number, got {value!r}. Unset it (torchrun and accelerate "
+                         "launch set it themselves).")
+    return int(value)
+
+
+def check_environment(backend_names: Iterable[str]) -> None:
+    """Every ATTNPICK_* variable (and RANK / WORLD_SIZE) checked like an option, before any work: a bad value or an
+    unusable cache folder is a UsageError naming the variable."""
+    rank_and_world()
+    known = set(backend_names)
+    for variable in (DISABLE_ENV, HIDE_ENV):
+        for item in os.environ.get(variable, "").split(","):
+            value, at, only = item.strip().partition("@")
+            if not item.strip():
+                continue
+            if not value or (at and not (only.isascii() and only.isdigit())):
+                raise UsageError(f"${variable}: {item.strip()!r} is not NAME or NAME@RANK (e.g. sdpa@1).")
+            if variable == DISABLE_ENV and value not in known:
+                raise UsageError(f"${DISABLE_ENV}: {value!r} is not a backend. Known: {', '.join(sorted(known))}.")
+    chosen = backend()
+    if chosen is not None and chosen != "auto" and chosen not in known:
+        raise UsageError(f"${BACKEND_ENV}={chosen!r} is not a backend. Use auto or one of: {', '.join(sorted(known))}.")
+    override = cache_override()
+    if override:
+        _check_cache_folder(Path(override).expanduser())
+
+
+def _check_cache_folder(folder: Path) -> None:
+    hint = f"Point ${CACHE_ENV} at a folder you can write, or unset it."
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except FileExistsError:
+        raise UsageError(f"${CACHE_ENV} {str(folder)!r} is a file, not a folder. {hint}") from None
+    except OSError as exc:
+        raise UsageError(f"${CACHE_ENV} {str(folder)!r} cannot be used ({exc.strerror or exc}). {hint}") from None
 
 
 def backend() -> str | None:
