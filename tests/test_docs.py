@@ -10,7 +10,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TWINS = [("README.md", "README.ko.md"), ("docs/guide.md", "docs/guide.ko.md"), ("docs/layout.md", "docs/layout.ko.md"),
-         ("docs/hub-kernels.md", "docs/hub-kernels.ko.md"), ("docs/facts.md", "docs/facts.ko.md")]
+         ("docs/hub-kernels.md", "docs/hub-kernels.ko.md"), ("docs/facts.md", "docs/facts.ko.md"),
+         ("docs/inputs.md", "docs/inputs.ko.md")]
 CODE = re.compile(r"^```[a-z]*\n.*?^```", re.S | re.M)
 OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*[a-z0-9]")
 NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
@@ -86,3 +87,8 @@ def test_what_you_will_see_is_what_dev_run_prints(tmp_path):
                    env={"COLUMNS": "1000"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _shape(proc.stdout) == _shape(block.group(1))
+
+
+def test_every_test_the_inputs_table_names_exists():
+    named = set(re.findall(r"`(tests/[\w/]+\.py)`", read("docs/inputs.md")))
+    assert named and all((ROOT / name).is_file() for name in named), sorted(named)
