@@ -425,15 +425,26 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("attnpick: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if not files.is_disk_full(exc):
+            return _unexpected(exc, debug)
+        print(f"attnpick: no space left on the device ({first_line(exc)}): nothing half-written is counted. Free "
+              "some space and run the command again.", file=sys.stderr)
+        return 2
     except Exception as exc:  # noqa: BLE001 - anything unexpected: one line, the traceback in a log
-        if debug:
-            raise
-        log = _log_unexpected(exc)
-        where = f"the traceback is in {log}" if log else "no log could be written"
-        message = first_line(exc)
-        print(f"attnpick: unexpected error: {type(exc).__name__}: {message} ({where}; rerun with --debug to see it "
-              "here, and please report it)", file=sys.stderr)
-        return 1
+        return _unexpected(exc, debug)
+
+
+def _unexpected(exc: Exception, debug: bool) -> int:
+    """An error attnpick did not foresee: one line naming the log with the traceback, exit 1."""
+    if debug:
+        raise exc
+    log = _log_unexpected(exc)
+    where = f"the traceback is in {log}" if log else "no log could be written"
+    message = first_line(exc)
+    print(f"attnpick: unexpected error: {type(exc).__name__}: {message} ({where}; rerun with --debug to see it "
+          "here, and please report it)", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":
