@@ -190,9 +190,21 @@ def test_a_read_only_cache_folder_is_refused_naming_the_variable(tmp_path):
     folder.mkdir()
     folder.chmod(0o500)
     try:
-        if os.access(folder, os.W_OK):
-            pytest.skip("this user writes into read-only folders (root)")
-        line = one_line(run_cli("doctor", env={"ATTNPICK_CACHE_DIR": str(folder)}, timeout=120))
+        # root writes into a 0500 folder; /proc takes no new folder from anyone
+        target = str(folder / "cache") if not os.access(folder, os.W_OK) else "/proc/attnpick-cache"
+        line = one_line(run_cli("doctor", env={"ATTNPICK_CACHE_DIR": target}, timeout=120))
         assert "ATTNPICK_CACHE_DIR" in line and "cannot be used" in line
     finally:
         folder.chmod(0o700)
+
+
+def test_a_facts_file_naming_an_unknown_hub_backend_is_refused(tmp_path):
+    from tests.conftest import run_cli
+    from tests.machines import machine
+
+    doc = machine("linux", "H100").to_dict()
+    doc["hub"]["flash_kernels"] = {"flash_attention_9": {"repo": "someone/fa9", "version": 1, "devices": ["cuda"]}}
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(doc))
+    line = one_line(run_cli("plan", "--env", str(path), timeout=120))
+    assert "'hub.flash_kernels.flash_attention_9' names no backend" in line

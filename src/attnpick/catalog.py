@@ -27,6 +27,7 @@ from attnpick.backends import (
     xformers,
 )
 from attnpick.backends.base import ALL_DEVICES, ANY_DTYPE, DTYPES, GPU_TYPES, HALF, Backend
+from attnpick.errors import UsageError
 from attnpick.facts import EnvFacts, HubKernel
 
 __all__ = ["ALL_DEVICES", "ANY_DTYPE", "BACKENDS", "BACKEND_NAMES", "CATALOG", "DTYPES", "GPU_TYPES", "HALF",
@@ -112,6 +113,14 @@ HUB_KERNELS: dict[str, HubKernel] = {
 }
 ROCM_HUB_KERNEL = HubKernel("kernels-community/aiter-flash-attn", 2, ("rocm",))  # FA2 and FA3 on ROCm
 FLASH_ATTN2_BEFORE_TORCH_2_10 = 3  # flash-attn2's pinned version with torch < 2.10
+
+
+def check_hub_facts(facts: EnvFacts, where: str) -> None:
+    """A facts file's `hub.flash_kernels` names backends of this catalog (facts.py reads the file without it)."""
+    unknown = sorted(set(facts.hub.flash_kernels) - set(HUB_KERNELS))
+    if unknown:
+        raise UsageError(f"{where}: 'hub.flash_kernels.{unknown[0]}' names no backend with a hub build here (known: "
+                         f"{', '.join(HUB_KERNELS)}). Remove it, or write the file with 'attnpick doctor --json'.")
 
 
 def hub_kernel(facts: EnvFacts, backend: str) -> HubKernel | None:

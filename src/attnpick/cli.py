@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 from attnpick import files, settings, tiny
 from attnpick.benchmark import BenchConfig
 from attnpick.cache import cache_dir
-from attnpick.catalog import BACKEND_NAMES, DTYPES
+from attnpick.catalog import BACKEND_NAMES, DTYPES, check_hub_facts
 from attnpick.chat import ChatConfig, answer, converse
 from attnpick.decision import Request, choose
 from attnpick.errors import AttnpickError, NoBackendError, UsageError, first_line
@@ -214,6 +214,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     request = _request(args)
     model_facts = read_model_facts(args.model) if args.model else None
     facts = EnvFacts.from_dict(_read_facts_doc(args.env), where=args.env)
+    check_hub_facts(facts, args.env)
     decision = choose(facts, request, model_facts)
     if args.json:
         _print_json(decision.to_dict())
