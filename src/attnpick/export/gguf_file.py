@@ -97,6 +97,7 @@ def save_gguf(model: Any, tokenizer: Any, out: str | Path, quantization_method: 
                          "model.save_pretrained_gguf(dir, tokenizer).")
     original, _ = original_config(model, source_folder)
     arch = _architecture(original)
+    hyper = _hyper(original)  # every refusal before the merge, the costly part
     vocab = _vocab(tokenizer, _vocab_size(original, tokenizer))
     folder = Path(out).expanduser()
     files.check_writable(folder, "save_directory")
@@ -106,7 +107,7 @@ def save_gguf(model: Any, tokenizer: Any, out: str | Path, quantization_method: 
     for method in methods:
         path = folder / file_name(stem, method)
         if method in WRITTEN_HERE:
-            _write(path, method, state, original, arch, vocab, stem, progress or (lambda *_: None))
+            _write(path, method, state, hyper, arch, vocab, stem, progress or (lambda *_: None))
         else:
             _quantize_with_llama_cpp(folder / file_name(stem, "f16"), path, method)
         written.append(path)
@@ -136,8 +137,7 @@ class _Vocab:
     tokens: list[str]
     types: list[int]
     pre: str
-    folder_files: dict[str, bytes]  # the tokenizer as saved: what gguf's SpecialVocab reads
-    chat_template: str | None
+    special: Any  # gguf's SpecialVocab: merges, special token ids, the chat template
 
 
 def _vocab(tokenizer: Any, vocab_size: int) -> _Vocab:
@@ -170,11 +170,11 @@ def _vocab(tokenizer: Any, vocab_size: int) -> _Vocab:
         else:
             tokens.append(by_id[i])
             types.append(gguf.TokenType.NORMAL)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:  # SpecialVocab reads a tokenizer as saved
         tokenizer.save_pretrained(tmp)
-        saved = {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
-    return _Vocab(tokens, [int(t) for t in types], PRE_TOKENIZERS[shape], saved,
-                  getattr(tokenizer, "chat_template", None))
+        special = gguf.SpecialVocab(tmp, load_merges=True, n_vocab=len(tokens))
+    special.chat_template = special.chat_template or getattr(tokenizer, "chat_template", None)
+    return _Vocab(tokens, [int(t) for t in types], PRE_TOKENIZERS[shape], special)
 
 
 def _pre_tokenizer_shape(pre: dict[str, Any] | None) -> tuple[str, ...]:
@@ -197,15 +197,15 @@ def _pre_tokenizer_shape(pre: dict[str, Any] | None) -> tuple[str, ...]:
     return tuple(shape)
 
 
-def _write(path: Path, method: str, state: dict[str, Any], config: dict[str, Any], arch: Architecture,
+def _write(path: Path, method: str, state: dict[str, Any], hyper: dict[str, Any], arch: Architecture,
            vocab: _Vocab, name: str, progress: Progress) -> None:
     import gguf
 
     partial = path.with_name(f".{path.name}.partial")
     writer = gguf.GGUFWriter(str(partial), gguf.MODEL_ARCH_NAMES[getattr(gguf.MODEL_ARCH, arch.gguf_arch)])
     try:
-        _metadata(writer, method, config, vocab, name)
-        for done, (tensor, data, qtype) in enumerate(_tensors(state, config, arch, method), 1):
+        _metadata(writer, method, hyper, vocab, name)
+        for done, (tensor, data, qtype) in enumerate(_tensors(state, hyper, arch, method), 1):
             progress(f"writing {path.name}", done, len(state))
             writer.add_tensor(tensor, data, raw_dtype=qtype)
         writer.write_header_to_file()
@@ -223,23 +223,28 @@ FILE_TYPES = {"f32": "ALL_F32", "f16": "MOSTLY_F16", "bf16": "MOSTLY_BF16", "q8_
 
 
 def _hyper(config: dict[str, Any]) -> dict[str, Any]:
-    """The numbers llama.cpp needs, under either EXAONE's or Llama's config keys."""
+    """The numbers llama.cpp needs, under either EXAONE's or Llama's config keys; a rope scaling it cannot be
+    told is refused."""
     get = lambda *keys, default=None: next((config[k] for k in keys if config.get(k) is not None), default)  # noqa: E731
     hidden, heads = get("hidden_size"), get("num_attention_heads")
     rope = dict(get("rope_parameters", "rope_scaling", default={}) or {})
+    rope_type = str(rope.get("rope_type") or rope.get("type") or "default").lower()
+    if rope_type not in ("default", "linear", "llama3"):  # llama3 is the rope_freqs tensor
+        raise UsageError(f"GGUF export does not write rope_type {rope_type!r} yet; save with "
+                         "save_method='merged_16bit' and use llama.cpp's convert_hf_to_gguf.py.")
     return {
         "layers": get("num_hidden_layers", "num_layers"), "hidden": hidden, "heads": heads,
         "kv_heads": get("num_key_value_heads", default=heads), "ffn": get("intermediate_size"),
         "head_dim": get("head_dim", default=hidden // heads), "context": get("max_position_embeddings", default=2048),
         "eps": get("rms_norm_eps", "layer_norm_epsilon", default=1e-5),
         "rope_theta": rope.get("rope_theta") or get("rope_theta", default=10000.0), "rope": rope,
+        "rope_type": rope_type, "tied": bool(config.get("tie_word_embeddings", False)),
     }
 
 
-def _metadata(writer: Any, method: str, config: dict[str, Any], vocab: _Vocab, name: str) -> None:
+def _metadata(writer: Any, method: str, h: dict[str, Any], vocab: _Vocab, name: str) -> None:
     import gguf
 
-    h = _hyper(config)
     writer.add_type(gguf.GGUFType.MODEL)
     writer.add_name(name)
     writer.add_block_count(h["layers"])
@@ -253,37 +258,26 @@ def _metadata(writer: Any, method: str, config: dict[str, Any], vocab: _Vocab, n
     writer.add_rope_dimension_count(h["head_dim"])
     writer.add_rope_freq_base(float(h["rope_theta"]))
     writer.add_layer_norm_rms_eps(float(h["eps"]))
-    rope_type = str(h["rope"].get("rope_type") or h["rope"].get("type") or "default").lower()
-    if rope_type == "linear":
+    if h["rope_type"] == "linear":
         writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         writer.add_rope_scaling_factor(float(h["rope"]["factor"]))
-    elif rope_type not in ("default", "llama3"):  # llama3 is the rope_freqs tensor
-        raise UsageError(f"GGUF export does not write rope_type {rope_type!r} yet; save with "
-                         "save_method='merged_16bit' and use llama.cpp's convert_hf_to_gguf.py.")
     writer.add_vocab_size(len(vocab.tokens))
     writer.add_file_type(getattr(gguf.LlamaFileType, FILE_TYPES[method]))
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre(vocab.pre)
     writer.add_token_list(vocab.tokens)
     writer.add_token_types(vocab.types)
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, data in vocab.folder_files.items():
-            Path(tmp, name).write_bytes(data)
-        special = gguf.SpecialVocab(tmp, load_merges=True, n_vocab=len(vocab.tokens))
-    special.chat_template = special.chat_template or vocab.chat_template
-    special.add_to_gguf(writer)
+    vocab.special.add_to_gguf(writer)
 
 
-def _tensors(state: dict[str, Any], config: dict[str, Any], arch: Architecture,
+def _tensors(state: dict[str, Any], h: dict[str, Any], arch: Architecture,
              method: str) -> Iterable[tuple[str, Any, Any]]:
     import gguf
     import numpy as np
 
-    h = _hyper(config)
     names = gguf.get_tensor_name_map(getattr(gguf.MODEL_ARCH, arch.gguf_arch), h["layers"])
-    tied = config.get("tie_word_embeddings", False)
     for hf_name, tensor in state.items():
-        if hf_name.endswith("rotary_emb.inv_freq") or (tied and hf_name == "lm_head.weight"):
+        if hf_name.endswith("rotary_emb.inv_freq") or (h["tied"] and hf_name == "lm_head.weight"):
             continue
         name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
         if name is None:
@@ -325,7 +319,7 @@ def _llama3_rope_factors(h: dict[str, Any]) -> list[float] | None:
     import math
 
     rope = h["rope"]
-    if str(rope.get("rope_type") or rope.get("type") or "").lower() != "llama3":
+    if h["rope_type"] != "llama3":
         return None
     dim, base = h["head_dim"], float(h["rope_theta"])
     factor = rope.get("factor", 8.0)
