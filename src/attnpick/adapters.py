@@ -101,7 +101,7 @@ def load_trained(name: str, max_seq_length: int, load_in_4bit: bool | None = Non
     from attnpick.loading import load_model  # heavy: loads transformers
 
     found = locate(name, need_adapter)
-    four_bit = load_in_4bit if load_in_4bit is not None else found.four_bit if found.four_bit is not None else True
+    four_bit = load_in_4bit if load_in_4bit is not None else found.four_bit is not False  # unrecorded: 4-bit
     model, tokenizer, report = load_model(found.base, max_seq_length=max_seq_length, load_in_4bit=four_bit,
                                           **load_options)
     if found.adapter is None:

@@ -8,7 +8,6 @@ the reading and writing as functions, so a terminal, a pipe and a test drive the
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from attnpick import adapters, tiny
 from attnpick.errors import UsageError
 from attnpick.models import MAX_SEQ_LENGTH_LIMIT
-from attnpick.options import option, whole
+from attnpick.options import finite, option, whole
 
 RESET, EXIT = "/reset", "/exit"
 
@@ -43,9 +42,7 @@ class ChatConfig:
     def validate(self) -> None:
         whole(self.max_new_tokens, "--max-new-tokens", 1)
         whole(self.max_seq_length, "--max-seq-length", 8, MAX_SEQ_LENGTH_LIMIT)
-        if not isinstance(self.temperature, (int, float)) or not math.isfinite(self.temperature) or \
-                self.temperature < 0:
-            raise UsageError(f"--temperature must be a finite number of at least 0, got {self.temperature!r}.")
+        finite(self.temperature, "--temperature", low=0.0)
         if self.prompt is not None and not self.prompt.strip():
             raise UsageError("--prompt is empty: give the message, e.g. --prompt \"서울은 어떤 곳인가요?\".")
         adapters.locate(self.model)  # an unfinished run folder is refused now

@@ -44,7 +44,7 @@ class ExportConfig:
         if self.format == "merged":
             self.save_method()
         else:
-            methods = gguf_file.quantization_methods(self.quantization or gguf_file.DEFAULT)
+            methods = gguf_file.quantization_methods(self.quantization)
             needs = [m for m in methods if m in gguf_file.BY_LLAMA_CPP]
             if needs and importlib.util.find_spec("llama_cpp") is None:
                 raise UsageError(f"--quantization {needs[0]} needs llama.cpp's quantizer: "
@@ -74,6 +74,6 @@ def export_trained(config: ExportConfig, progress: merged.Progress | None = None
                            progress=progress)
         return [out], report
     with files.publish_folder(out, replace=out.is_dir()) as staged:  # replace: only an empty folder is there
-        paths = gguf_file.save_gguf(model, tokenizer, staged, config.quantization or gguf_file.DEFAULT,
+        paths = gguf_file.save_gguf(model, tokenizer, staged, config.quantization,
                                     source_folder=report.source_folder or None, name=report.model, progress=progress)
     return [out / p.name for p in paths], report
