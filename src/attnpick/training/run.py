@@ -17,6 +17,7 @@ from attnpick import adapters, distributed
 from attnpick.catalog import loader_api
 from attnpick.chain import LoadReport
 from attnpick.errors import UsageError
+from attnpick.files import DiskFullError, is_disk_full
 from attnpick.loading import load_model
 from attnpick.lora import attach_lora, check_target_modules
 from attnpick.model_info import check_context
@@ -26,7 +27,7 @@ from attnpick.training.data import DataStats, drop_warnings, examples_of, load_e
 from attnpick.training.model_checks import check_chat_template, folder_chat_template, read_chat_template
 from attnpick.training.outputs import prepare_output, release, write_reports
 from attnpick.training.packing import PackingVerdict, decide_packing, packing_check
-from attnpick.training.trainer import TokenCounter, trainer_classes
+from attnpick.training.trainer import TokenCounter, latest_complete_checkpoint, trainer_classes
 
 logger = logging.getLogger(__name__)
 PROBE_TEXT = "[|user|]서울은 어떤 곳인가요?\n[|assistant|]"
@@ -110,14 +111,14 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainReport | No
     prepared = prepare(config.model)
     _check_targets(prepared, config.target_modules)
     check_context(prepared.folder, config.max_seq_length, config.model)
-    template = read_chat_template(config.chat_template) if config.chat_template else \
-        folder_chat_template(prepared.folder)
-    check_chat_template(template, f"--chat-template {config.chat_template}" if config.chat_template else config.model)
+    given = read_chat_template(config.chat_template) if config.chat_template else None
+    check_chat_template(given if config.chat_template else folder_chat_template(prepared.folder),
+                        f"--chat-template {config.chat_template}" if config.chat_template else config.model)
     rank, _ = distributed.rank_and_world()
     # rank 0 holds the folder's lock for the whole run: a second train on it is refused
     resume_from, created, notes, lock = prepare_output(config.output, config.resume, config.max_steps, rank == 0)
     try:
-        return _run(config, resume_from, notes)
+        return _run(config, resume_from, notes, given)
     except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError ("unexpected pos")
         full = _disk_full(exc, config.output)
         if full is None:
@@ -129,9 +130,6 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainReport | No
 
 def _disk_full(exc: BaseException, output: str) -> BaseException | None:
     """A full disk while the run wrote: one line naming the folder and the last complete checkpoint."""
-    from attnpick.files import DiskFullError, is_disk_full
-    from attnpick.training.trainer import latest_complete_checkpoint
-
     if not is_disk_full(exc):
         return None
     last = latest_complete_checkpoint(Path(output))
@@ -152,13 +150,14 @@ def _config(config: TrainConfig | None, options: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**options)
 
 
-def _run(config: TrainConfig, resume_from: Path | None, notes: list[str]) -> TrainReport | None:
+def _run(config: TrainConfig, resume_from: Path | None, notes: list[str],
+         chat_template: str | None = None) -> TrainReport | None:
     rank, world = distributed.rank_and_world()
     if world > 1:
         distributed.init_process_group()
     model, tokenizer, load = _load(config)
-    if config.chat_template:
-        tokenizer.chat_template = read_chat_template(config.chat_template)  # saved with the adapter
+    if chat_template:
+        tokenizer.chat_template = chat_template  # --chat-template, as checked: saved with the adapter
     examples, stats = load_examples(config.data, tokenizer, config.max_seq_length, config.data_split,
                                     parse_columns(config.columns), config.truncate, config.strict_data)
     notes = [*notes, *drop_warnings(stats, config.max_dropped)]
