@@ -81,10 +81,15 @@ def answer(model: Any, tokenizer: Any, messages: list[dict[str, str]], config: C
     return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
 
+def opening(config: ChatConfig) -> list[dict[str, str]]:
+    """The messages a conversation starts from: the system message, when one is given."""
+    return [{"role": "system", "content": config.system}] if config.system else []
+
+
 def converse(model: Any, tokenizer: Any, config: ChatConfig, read: Callable[[], str | None],
              write: Callable[[str], None]) -> int:
     """The conversation: `read()` gives the next user line (None at the end of input); returns the answers given."""
-    start = [{"role": "system", "content": config.system}] if config.system else []
+    start = opening(config)
     messages = list(start)
     answers = 0
     while True:

@@ -22,7 +22,7 @@ from attnpick import files, settings, tiny
 from attnpick.benchmark import BenchConfig
 from attnpick.cache import cache_dir
 from attnpick.catalog import BACKEND_NAMES, DTYPES, check_hub_facts
-from attnpick.chat import ChatConfig, answer, converse
+from attnpick.chat import ChatConfig, answer, converse, opening
 from attnpick.decision import Request, choose
 from attnpick.errors import AttnpickError, NoBackendError, UsageError, first_line
 from attnpick.export.trained import ExportConfig, export_trained
@@ -322,8 +322,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         sys.stdout.flush()
 
     if config.prompt is not None:
-        messages = [{"role": "system", "content": config.system}] if config.system else []
-        answer(model, tokenizer, [*messages, {"role": "user", "content": config.prompt}], config, write)
+        answer(model, tokenizer, [*opening(config), {"role": "user", "content": config.prompt}], config, write)
         write("\n")
         return 0
     terminal = sys.stdin.isatty()

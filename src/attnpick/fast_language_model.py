@@ -293,12 +293,17 @@ def _remember(model: Any, tokenizer: Any, report: LoadReport, checkpointing: Any
     model.push_to_hub_gguf = types.MethodType(_push_to_hub_gguf, model)
 
 
+def _tokenizer_for(model: Any, tokenizer: Any) -> Any:
+    """The tokenizer a save call was given, else the one `from_pretrained` loaded with the model."""
+    return tokenizer if tokenizer is not None else getattr(model, TOKENIZER_ATTR, None)
+
+
 def _save_pretrained_merged(model: Any, save_directory: str, tokenizer: Any = None, save_method: str = "merged_16bit",
                             **ignored: Any) -> str:
     """Unsloth's `model.save_pretrained_merged`: see `attnpick.export.merged`."""
     report = _report_of(model)
-    out = merged.save_merged(model, tokenizer if tokenizer is not None else getattr(model, TOKENIZER_ATTR, None),
-                             save_directory, save_method, source_folder=report.source_folder or None)
+    out = merged.save_merged(model, _tokenizer_for(model, tokenizer), save_directory, save_method,
+                             source_folder=report.source_folder or None)
     return str(out)
 
 
@@ -307,9 +312,8 @@ def _save_pretrained_gguf(model: Any, save_directory: str, tokenizer: Any = None
     """Unsloth's `model.save_pretrained_gguf`: `<model>.<TYPE>.gguf` files in `save_directory`; see
     `attnpick.export.gguf_file`."""
     report = _report_of(model)
-    written = gguf_file.save_gguf(model, tokenizer if tokenizer is not None else getattr(model, TOKENIZER_ATTR, None),
-                                  save_directory, quantization_method, source_folder=report.source_folder or None,
-                                  name=report.model)
+    written = gguf_file.save_gguf(model, _tokenizer_for(model, tokenizer), save_directory, quantization_method,
+                                  source_folder=report.source_folder or None, name=report.model)
     return [str(path) for path in written]
 
 
