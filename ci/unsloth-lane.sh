@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1  # no hub here; bitsandbytes and kernels must not try it
+export ATTNPICK_REQUIRE_XFORMERS=1  # Unsloth installs xformers: the GPU contract tests run its checks here too
 venv=.venv-unsloth
 stamp=$venv/.attnpick-setup
 want="$(cat ci/unsloth-constraints.txt pyproject.toml | sha256sum | cut -d' ' -f1)"

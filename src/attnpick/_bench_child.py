@@ -151,12 +151,8 @@ def kernel(job: dict[str, Any]) -> dict[str, Any]:
     module.is_causal, module.layer_idx, module.num_key_value_groups = True, 0, hq // hkv
     module.config = SimpleNamespace(_attn_implementation=impl)
     module.eval()
-    if impl == "eager":
-        # what transformers hands eager for an unpadded causal batch: an additive mask
-        mask = torch.full((s, s), torch.finfo(dtype).min, device=device, dtype=dtype).triu(1)[None, None]
-        fn = eager_attention_forward
-    else:
-        mask, fn = None, AttentionInterface._global_mapping[impl]
+    fn = eager_attention_forward if impl == "eager" else AttentionInterface._global_mapping[impl]
+    mask = causal_mask(impl, s, device, dtype)
     scale = d**-0.5
     grad = torch.randn(b, s, hq, d, device=device, dtype=dtype, generator=gen)
     memory = _Memory(device)
@@ -173,6 +169,21 @@ def kernel(job: dict[str, Any]) -> dict[str, Any]:
     fwd = _timed(forward, device, job["warmup"], job["repeats"])
     fwd_bwd = _timed(forward_backward, device, job["warmup"], job["repeats"])
     return {"forward": _stats(fwd), "forward_backward": _stats(fwd_bwd), "peak_mb": memory.peak_mb()}
+
+
+def causal_mask(impl: str, seq: int, device: Any, dtype: Any) -> Any:
+    """The mask transformers hands `impl` for an unpadded causal batch, so that every row is timed causal (and
+    credited causal FLOPs): eager's additive mask, FlexAttention's causal BlockMask (with None it attends to every
+    key); None for the others, which are causal without a mask."""
+    import torch
+
+    if impl == "eager":
+        return torch.full((seq, seq), torch.finfo(dtype).min, device=device, dtype=dtype).triu(1)[None, None]
+    if impl == "flex_attention":
+        from torch.nn.attention.flex_attention import create_block_mask
+
+        return create_block_mask(lambda b, h, q, kv: q >= kv, None, None, seq, seq, device=str(device))
+    return None
 
 
 def matmul_peak(job: dict[str, Any]) -> dict[str, Any]:

@@ -198,7 +198,7 @@ def install_hints(facts: EnvFacts, missing: frozenset[str], kernels_usable: bool
         return hints + ([kernels_hint] if kernels_hint else [])
     if facts.os == "windows":
         if "xformers" in missing:
-            hints.append(InstallHint("xformers", xformers.install_command(facts.torch, facts.cuda),
+            hints.append(InstallHint("xformers", _install(xformers.BACKEND, facts),
                                      "Windows: xFormers has prebuilt wheels; --no-deps keeps your torch."))
         if kernels_hint:
             hints.append(InstallHint(kernels_hint.backend, kernels_hint.command,
@@ -216,9 +216,13 @@ def install_hints(facts: EnvFacts, missing: frozenset[str], kernels_usable: bool
                                  "FlashAttention-2 built from source against your torch (needs nvcc; can take an "
                                  "hour)."))
     elif capability is not None and capability < (8, 0) and "xformers" in missing:
-        hints.append(InstallHint("xformers", xformers.install_command(facts.torch, facts.cuda),
+        hints.append(InstallHint("xformers", _install(xformers.BACKEND, facts),
                                  "FlashAttention-2 needs compute capability 8.0; xFormers runs on this GPU."))
     return hints
+
+
+def _install(spec: Backend, facts: EnvFacts) -> str:
+    return spec.install(facts) if spec.install else f"pip install {spec.distribution}"
 
 
 def _hub_build(facts: EnvFacts, backend: str) -> bool:

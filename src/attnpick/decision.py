@@ -30,7 +30,7 @@ from attnpick.catalog import (
     kernels_command,
 )
 from attnpick.errors import NoBackendError, UsageError, first_line
-from attnpick.facts import EnvFacts, HubKernel, ModelFacts
+from attnpick.facts import EnvFacts, HubKernel, ModelFacts, PackageFacts
 
 Verdict = Literal["accepted", "rejected", "eligible"]
 
@@ -252,18 +252,6 @@ def _request_reasons(spec: Backend, facts: EnvFacts, request: Request) -> list[R
     return reasons
 
 
-def _gqa_reasons(spec: Backend, facts: EnvFacts, model_facts: ModelFacts | None) -> list[Reason]:
-    """A backend whose GQA support came in a later torch than the backend itself."""
-    if not spec.gqa_min_torch or model_facts is None or not facts.torch:
-        return []
-    heads, kv_heads, _ = model_facts.attention_shape
-    if kv_heads == heads or _version(facts.torch) >= Version(spec.gqa_min_torch):
-        return []
-    return [Reason("torch_too_old_for_gqa", f"need torch >= {spec.gqa_min_torch} for {spec.title} with grouped-query "
-                   f"attention ({heads} query / {kv_heads} kv heads), have {facts.torch}",
-                   f"pip install -U 'torch>={spec.gqa_min_torch}'")]
-
-
 def _device_reasons(spec: Backend, facts: EnvFacts, request: Request, devices: Collection[str]) -> list[Reason]:
     device = facts.device
     if device.type in devices:
@@ -309,7 +297,6 @@ def _hardware_reasons(spec: Backend, facts: EnvFacts, request: Request, dtype: s
     if device.type == "cpu" and request.training and not spec.cpu_backward:
         reasons.append(Reason("no_cpu_backward",
                               f"need a backward pass for training, have {spec.title} on CPU, which has forward only"))
-    reasons += _gqa_reasons(spec, facts, model_facts)
     if model_facts is not None:
         head_dim = model_facts.head_dim
         if spec.max_head_dim and head_dim and head_dim > spec.max_head_dim:
@@ -510,13 +497,24 @@ def _package_reasons(spec: Backend, facts: EnvFacts) -> list[Reason]:
         else:
             reasons.append(Reason("not_importable", f"need {dist} to import, have an import error: {error}"))
     if spec.needs_kernels_check:
-        if pkg.details.get("cpp_library") is False:
-            reasons.append(Reason("kernels_unavailable",
-                                  f"need {dist}'s compiled CUDA kernels, have a build without them"))
-        built_for = pkg.details.get("built_for_torch")
-        if built_for and facts.torch and built_for.partition("+")[0] != facts.torch.partition("+")[0]:
-            reasons.append(Reason("torch_mismatch",
-                                  f"need {dist} built for torch {facts.torch}, have one built for torch {built_for}"))
+        reasons += _build_reasons(spec, facts, pkg)
+    return reasons
+
+
+def _build_reasons(spec: Backend, facts: EnvFacts, pkg: PackageFacts) -> list[Reason]:
+    """A package with compiled kernels: they loaded, and were built for a torch this one can run them with."""
+    dist, reasons = spec.distribution, []
+    built_for = pkg.details.get("built_for_torch")
+    runs = spec.runs_on_torch or (lambda _version, made, have: made.partition("+")[0] == have.partition("+")[0])
+    mismatch = bool(built_for and facts.torch and pkg.version and not runs(pkg.version, built_for, facts.torch))
+    fix = spec.install(facts) if spec.install else f"pip install --force-reinstall --no-deps {dist}"
+    if mismatch:
+        reasons.append(Reason("torch_mismatch", f"need {dist} built for torch {facts.torch}, have {dist} "
+                              f"{pkg.version} built for torch {built_for}", fix))
+    if pkg.details.get("cpp_library") is False and not mismatch:
+        why = pkg.details.get("load_error")
+        reasons.append(Reason("kernels_unavailable", f"need {dist}'s compiled CUDA kernels, have a build whose "
+                              "kernels did not load" + (f" ({why})" if why else ""), fix))
     return reasons
 
 

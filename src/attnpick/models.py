@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from attnpick import exaone, tiny
+from attnpick import exaone, settings, tiny
 from attnpick.errors import UsageError
 from attnpick.facts import EnvFacts, ModelFacts
 from attnpick.lora import linear_module_names
@@ -132,9 +132,13 @@ def dtype_name(dtype: Any) -> str | None:
     return _DTYPE_ALIASES.get(text, text)
 
 
-def torch_device(facts: EnvFacts) -> str:
-    """The torch device attnpick puts a model on: the first GPU, Apple's MPS, or the CPU."""
-    return {"cuda": "cuda:0", "rocm": "cuda:0", "xpu": "xpu:0", "mps": "mps"}.get(facts.device.type, "cpu")
+def torch_device(facts: EnvFacts, local_rank: int | None = None) -> str:
+    """The torch device attnpick puts a model on: this process's GPU (`cuda:LOCAL_RANK` under torchrun or accelerate
+    launch, where every rank has its own; else the first), Apple's MPS, or the CPU. Every rank on `cuda:0` would make
+    the Trainer take the model for a model-parallel one, and accelerate refuses a 4-bit model on another device."""
+    index = settings.local_rank() if local_rank is None else local_rank
+    return {"cuda": f"cuda:{index}", "rocm": f"cuda:{index}", "xpu": f"xpu:{index}", "mps": "mps"}.get(
+        facts.device.type, "cpu")
 
 
 def device_map(facts: EnvFacts) -> dict[str, str] | None:

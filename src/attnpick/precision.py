@@ -12,12 +12,15 @@ def has_gpu() -> bool:
 
 
 def is_bfloat16_supported() -> bool:
-    """Whether this machine's GPU computes bfloat16 (Ampere or newer); False on a CPU, as in Unsloth's notebooks,
-    which pass `bf16=is_bfloat16_supported(), fp16=not is_bfloat16_supported()` (on a CPU, attnpick's TRL keywords
-    turn that fp16 off again: there is no fp16 mixed precision on a CPU)."""
+    """Whether this machine's GPU computes bfloat16 natively (Ampere or newer, or ROCm); False on a CPU, as in
+    Unsloth's notebooks, which pass `bf16=is_bfloat16_supported(), fp16=not is_bfloat16_supported()` (on a CPU,
+    attnpick's TRL keywords turn that fp16 off again: there is no fp16 mixed precision on a CPU).
+
+    `torch.cuda.is_bf16_supported()` counts emulation by default: it says True on a T4 (sm75), where bfloat16 runs
+    emulated and slowly; Unsloth's own answer there is False (compute capability 8 or more), and so is this one."""
     import torch
 
-    return has_gpu() and bool(torch.cuda.is_bf16_supported())
+    return has_gpu() and bool(torch.cuda.is_bf16_supported(including_emulation=False))
 
 
 def is_bf16_supported() -> bool:

@@ -9,6 +9,7 @@
 | `ATTNPICK_DEBUG` | the CLI shows tracebacks and library warnings, as `--debug` |
 | `ATTNPICK_NO_BANNER` | `FastLanguageModel.from_pretrained` prints no banner |
 | `RANK`, `WORLD_SIZE` | set by torchrun / accelerate launch: this process's rank and the job's size |
+| `LOCAL_RANK` | set by torchrun / accelerate launch: this process's GPU on its machine (`cuda:LOCAL_RANK`) |
 
 Read at call time, never at import, so a test or a launcher may set them late.
 """
@@ -35,6 +36,11 @@ def rank_and_world() -> tuple[int, int]:
     return _whole("RANK", 0), _whole("WORLD_SIZE", 1)
 
 
+def local_rank() -> int:
+    """This process's GPU index on its machine under torchrun / accelerate launch (`$LOCAL_RANK`); 0 otherwise."""
+    return _whole("LOCAL_RANK", 0)
+
+
 def _whole(variable: str, default: int) -> int:
     value = os.environ.get(variable, "").strip()
     if not value:
@@ -49,6 +55,7 @@ def check_environment(backend_names: Iterable[str]) -> None:
     """Every ATTNPICK_* variable (and RANK / WORLD_SIZE) checked like an option, before any work: a bad value or an
     unusable cache folder is a UsageError naming the variable."""
     rank_and_world()
+    local_rank()
     known = set(backend_names)
     for variable in (DISABLE_ENV, HIDE_ENV):
         for item in os.environ.get(variable, "").split(","):

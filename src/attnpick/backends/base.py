@@ -44,6 +44,26 @@ def refuse_softcap_and_sinks(name: str, kwargs: dict[str, Any]) -> None:
         raise ValueError(f"{name} attention does not support attention sinks; use eager")
 
 
+def kernel_inputs(query: Any, key: Any, value: Any, module: Any) -> tuple[Any, Any, Any]:
+    """q/k/v in the dtype a flash-class kernel computes in, by transformers' own FlashAttention rule
+    (`get_target_dtype`): unchanged unless float32, else the autocast dtype, or a quantized model's compute dtype,
+    or its linear layers' dtype.
+
+    Under QLoRA they arrive in float32 whatever the model's dtype: peft's `prepare_model_for_kbit_training` casts every
+    parameter that is not 4-bit (norms, embeddings) to float32, and bitsandbytes' `Linear4bit` returns its input's
+    dtype. PyTorch's and FlashAttention's flash kernels take only float16 and bfloat16."""
+    import torch
+
+    if query.dtype != torch.float32 or getattr(module, "config", None) is None:
+        return query, key, value
+    from transformers.integrations.flash_attention import get_target_dtype
+
+    target = get_target_dtype(query, module)
+    if target is None or target == torch.float32:
+        return query, key, value
+    return query.to(target), key.to(target), value.to(target)
+
+
 @dataclass(frozen=True)
 class Backend:
     """One backend: what it needs (capability bounds apply to NVIDIA `cuda` devices only) and how it runs.
@@ -69,15 +89,18 @@ class Backend:
     bf16_min_capability: tuple[int, int] | None = None
     max_head_dim: int | None = None
     min_torch: str | None = None
-    gqa_min_torch: str | None = None  # grouped-query attention (fewer kv heads than query heads) needs this torch
     softcapping: bool = True
     sinks: bool = True
     cpu_backward: bool = True
     in_auto: bool = True
     cpu_mode_forced_only: bool = False
     needs_kernels_check: bool = False
+    # (package version, torch its build was made for, this torch) -> whether the build runs here; default: the same
+    # torch release
+    runs_on_torch: Callable[[str, str, str], bool] | None = field(default=None, compare=False)
     sdpa_kernel: str | None = None  # the SDPA kernel this backend needs in the torch build (facts.sdpa_kernels)
     hub: bool = False  # transformers can also load this backend from the kernels hub (`kernels` package)
+    install: Callable[[EnvFacts], str] | None = field(default=None, compare=False)  # the pip command for this machine
     register: Callable[[], None] | None = field(default=None, compare=False)
     load: Callable[..., tuple[Any, Any, str]] | None = field(default=None, compare=False)
     probe_details: Callable[[], dict[str, Any]] | None = field(default=None, compare=False)

@@ -13,8 +13,17 @@ How a batch becomes sequences (`sequences()`):
 - no mask but `position_ids` that restart (padding-free packing, TRL's and attnpick's collators): one sequence
   from each restart to the next; `cu_seq_lens_q`/`max_length_q` from a flattening collator are taken as given;
 - otherwise every row is one sequence.
-Attention is causal (`window_size=(-1, 0)`, or `(sliding_window - 1, 0)`), and GQA passes key/value with their
-own head count (`enable_gqa`), never repeated.
+Attention is causal (`window_size=(-1, 0)`, or `(sliding_window - 1, 0)`). GQA passes key/value with their own head
+count (`enable_gqa`, torch >= 2.12); torch 2.10-2.11's `varlen_attn` has no GQA, so there key/value are repeated to the
+query heads first (a copy per layer, as transformers' eager and SDPA paths make).
+
+The sequences are worked out once per forward, not once per layer: every layer gets the same mask (or
+`position_ids`) tensor, so the offsets are kept for that tensor (while it lives and is not modified) and the
+device-to-host reads they need (the longest sequence, the real tokens' indices) happen once. Offsets a flattening
+collator gives (`cu_seq_lens_q`, `max_length_q` as a Python int) need none.
+
+Inputs reach the kernel in half precision by transformers' own FlashAttention rule (`base.kernel_inputs`): under
+QLoRA they arrive in float32, which the kernel refuses.
 
 Decoding with a KV cache (fewer queries than keys) and a caller's own 4-D mask go to PyTorch SDPA with an explicit
 boolean mask, causal aligned bottom-right: decode steps are memory-bound, and the varlen kernel's gain is in
@@ -25,9 +34,12 @@ from __future__ import annotations
 
 import inspect
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from attnpick.backends.base import HALF, Backend, refuse_softcap_and_sinks
+from attnpick.backends.base import HALF, Backend, kernel_inputs, refuse_softcap_and_sinks
+
+if TYPE_CHECKING:
+    from attnpick.facts import EnvFacts
 
 NAME = "torch_varlen"
 
@@ -41,22 +53,28 @@ def _parameters() -> frozenset[str]:
 
 def _varlen_kernel(query: Any, key: Any, value: Any, cu_q: Any, cu_k: Any, max_q: int, max_k: int,
                    scale: float | None, window: tuple[int, int], gqa: bool) -> Any:
-    """The real kernel on `[tokens, heads, head_dim]` tensors. torch 2.10-2.11 say causal as `is_causal`, later
-    releases as `window_size=(-1, 0)`; GQA needs `enable_gqa` (2.12)."""
+    """The real kernel on `[tokens, heads, head_dim]` tensors, called with this torch's keywords: torch 2.10 says
+    causal as `is_causal` and has no `scale` (the query is scaled instead), later releases say `window_size=(-1, 0)`;
+    GQA is `enable_gqa` (2.12), before which key/value are repeated to the query heads."""
     from torch.nn.attention.varlen import varlen_attn
 
     params = _parameters()
-    kwargs: dict[str, Any] = {"scale": scale}
+    kwargs: dict[str, Any] = {}
+    if "scale" in params:
+        kwargs["scale"] = scale
+    elif scale is not None and scale != query.shape[-1] ** -0.5:  # torch 2.10: always 1/sqrt(head_dim)
+        query = query * (scale * query.shape[-1] ** 0.5)
     if "window_size" in params:
         kwargs["window_size"] = window
     elif window == (-1, 0):
         kwargs["is_causal"] = True
     elif window != (-1, -1):
         raise ValueError("this torch's varlen_attn has no sliding window; upgrade torch or use flash_attention_2")
-    if gqa:
-        if "enable_gqa" not in params:
-            raise ValueError("this torch's varlen_attn has no GQA (torch >= 2.12 has); upgrade torch")
+    if gqa and "enable_gqa" in params:
         kwargs["enable_gqa"] = True
+    elif gqa:
+        groups = query.shape[1] // key.shape[1]
+        key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
     return varlen_attn(query, key, value, cu_q, cu_k, max_q, max_k, **kwargs)
 
 
@@ -64,21 +82,50 @@ def _varlen_kernel(query: Any, key: Any, value: Any, cu_q: Any, cu_k: Any, max_q
 KERNEL = _varlen_kernel
 
 
+# The last forward's sequences: (weak reference to the mask or position_ids tensor, its version, batch, length,
+# device) -> sequences. Every layer of one forward passes the same tensor.
+_LAST: tuple[tuple[Any, ...], tuple[Any, int, Any]] | None = None
+
+
 def sequences(attention_mask: Any, position_ids: Any, batch: int, length: int, device: Any,
               given: dict[str, Any] | None = None) -> tuple[Any, int, Any]:
     """(cu_seqlens int32 [n+1], longest sequence, flat indices of the real tokens or None when every token is real)
-    for a batch of `batch` rows of `length` tokens."""
+    for a batch of `batch` rows of `length` tokens; worked out once per mask (or position_ids) tensor."""
+    global _LAST
+    given = given or {}
+    if attention_mask is None and given.get("cu_seq_lens_q") is not None:
+        return _given(given, device)
+    source = attention_mask if attention_mask is not None else position_ids
+    if source is None:
+        return _compute(None, None, batch, length, device)
+    import weakref
+
+    key = (source._version, batch, length, str(device))
+    if _LAST is not None and _LAST[0][0]() is source and _LAST[0][1:] == key:
+        return _LAST[1]
+    found = _compute(attention_mask, position_ids, batch, length, device)
+    _LAST = ((weakref.ref(source), *key), found)
+    return found
+
+
+def _given(given: dict[str, Any], device: Any) -> tuple[Any, int, Any]:
+    """A flattening collator's own offsets: no device-to-host read when the longest length is a Python int."""
     import torch
 
-    given = given or {}
+    longest = given["max_length_q"]
+    return (given["cu_seq_lens_q"].to(device=device, dtype=torch.int32),
+            longest if isinstance(longest, int) else int(longest), None)
+
+
+def _compute(attention_mask: Any, position_ids: Any, batch: int, length: int, device: Any) -> tuple[Any, int, Any]:
+    import torch
+
     if attention_mask is not None:
         keep = attention_mask.bool().reshape(batch, length)
         lengths = keep.sum(dim=1, dtype=torch.int32)
         index = torch.nonzero(keep.reshape(-1), as_tuple=False).flatten()
         cu = torch.nn.functional.pad(torch.cumsum(lengths, 0, dtype=torch.int32), (1, 0))
         return cu, int(lengths.max()), index
-    if given.get("cu_seq_lens_q") is not None:
-        return given["cu_seq_lens_q"].to(device=device, dtype=torch.int32), int(given["max_length_q"]), None
     if position_ids is not None:
         flat = position_ids.expand(batch, length).reshape(-1)
         starts = torch.ones_like(flat, dtype=torch.bool)
@@ -144,6 +191,7 @@ def varlen_attention_forward(
     kv_heads, kv_len = key.shape[1], key.shape[2]
     if q_len != kv_len or (attention_mask is not None and attention_mask.dim() != 2):
         return _sdpa_with_mask(module, query, key, value, attention_mask, scaling, causal, sliding_window), None
+    query, key, value = kernel_inputs(query, key, value, module)
     cu, longest, index = sequences(attention_mask, kwargs.get("position_ids"), batch, q_len, query.device, kwargs)
     q = query.transpose(1, 2).reshape(batch * q_len, q_heads, head_dim)
     k = key.transpose(1, 2).reshape(batch * kv_len, kv_heads, head_dim)
@@ -167,6 +215,22 @@ def register_varlen() -> None:
     AttentionMaskInterface.register(NAME, flash_attention_mask)
 
 
+def _note(facts: EnvFacts) -> str | None:
+    if facts.torch and _release(facts.torch) < (2, 12):
+        return (f"torch {facts.torch}'s varlen_attn has no GQA: for GQA models key/value are repeated to the query "
+                "heads (a copy per layer); torch >= 2.12 passes them as they are")
+    return None
+
+
+def _release(version: str) -> tuple[int, ...]:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(version.partition("+")[0]).release[:2]
+    except InvalidVersion:
+        return (0,)
+
+
 BACKEND = Backend(
     name=NAME,
     title="PyTorch varlen FlashAttention",
@@ -176,9 +240,9 @@ BACKEND = Backend(
     dtypes=HALF,
     max_head_dim=256,
     min_torch="2.10",
-    gqa_min_torch="2.12",
     softcapping=False,
     sinks=False,
     sdpa_kernel="flash",
     register=register_varlen,
+    note=_note,
 )

@@ -5,44 +5,63 @@ transformers has no built-in "xformers" attn_implementation (the guide's case 3 
 registration transformers hands the attention function `attention_mask=None` and a padded batch silently
 attends to its padding.
 
-Layout: transformers gives query `[B, Hq, S, D]` and key/value un-repeated `[B, Hkv, Skv, D]`; xformers'
-`memory_efficient_attention` takes GQA as 5-D `[B, S, G, H, D]` (G kv groups of H query heads each), so
-key/value are expanded (stride 0), never copied. The output goes back as `[B, S, Hq, D]`.
+Layout: transformers gives query `[B, Hq, S, D]` and key/value un-repeated `[B, Hkv, Skv, D]`. xformers'
+`memory_efficient_attention` takes `[B, S, H, D]` (BMHK), and GQA as 5-D `[B, S, G, H, D]` (BMGHK, G kv groups of H
+query heads each) with key/value expanded (stride 0, no copy). In xformers 0.0.35 BMGHK is forward-only: no backward
+operator supports it (`SUPPORTS_BMGHK = False` on flash, cutlass and flash3's `BwOp`), and when the inputs need
+gradients the backward operator is chosen during the forward, so a training forward fails at once. Hence:
+- inputs that need gradients (training): BMHK, key/value repeated to the query heads for GQA (a copy);
+- no gradients (evaluation, generation): BMGHK for GQA, key/value expanded, never copied; BMHK otherwise.
+The output goes back as `[B, S, Hq, D]`.
 
 Masks: the mask function is transformers' `sdpa_mask` (boolean, True = attend), except that it never
 returns None when query and key lengths differ, so a missing mask always means plain causal attention,
 aligned bottom-right when the lengths differ (decoding with a cache). Boolean masks become an additive
 bias in a buffer whose last dimension is padded to a multiple of 8, as xformers' kernels require.
+
+dtype: float32 inputs go to the kernel in the model's half dtype by transformers' FlashAttention rule
+(`base.kernel_inputs`; under QLoRA they arrive in float32), so xformers can use its flash operators.
+
+Builds: a wheel runs only on the torch it was built for, except that from 0.0.34 xformers is built on PyTorch's
+stable ABI and one build serves every later torch (its CHANGELOG; 0.0.35's wheel records torch 2.10.0+cu128 in
+`cpp_lib.json` and requires torch>=2.10).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from attnpick.backends.base import Backend, refuse_softcap_and_sinks
+from attnpick.backends.base import Backend, kernel_inputs, refuse_softcap_and_sinks
 
 NAME = "xformers"
 
-# xformers wheels are built against one torch release each (xformers release notes); installing another
-# pairing gives "undefined symbol" at import. Torch releases not listed use the PyTorch index, which
-# carries the xformers build made for each CUDA flavour of torch.
-XFORMERS_FOR_TORCH: dict[str, str] = {
-    "2.4.1": "0.0.28.post1",
-    "2.5.1": "0.0.28.post3",
-    "2.6.0": "0.0.29.post3",
-    "2.7.0": "0.0.30",
-    "2.7.1": "0.0.31.post1",
-    "2.8.0": "0.0.32.post2",
+# The torch release each xformers release's wheels were built for (xformers' CHANGELOG). Before 0.0.34 a wheel
+# imports only on that torch ("undefined symbol" otherwise); from 0.0.34 (PyTorch's stable ABI) on every later one.
+BUILT_FOR_TORCH: dict[str, str] = {
+    "0.0.28.post1": "2.4.1",
+    "0.0.28.post3": "2.5.1",
+    "0.0.29.post3": "2.6.0",
+    "0.0.30": "2.7.0",
+    "0.0.31.post1": "2.7.1",
+    "0.0.32.post2": "2.8.0",
+    "0.0.33.post1": "2.9.0",
+    "0.0.33.post2": "2.9.1",
+    "0.0.35": "2.10.0",
 }
+STABLE_ABI_FROM = "0.0.34"
+STABLE_ABI_RELEASE = "0.0.35"  # the release recommended for torch >= 2.10
+# CUDA flavours the PyTorch index carries xformers builds for (xformers' README: cu126, cu128, cu130).
+INDEX_CUDA = ("12.6", "12.8", "13.0")
 
 # What the kernel is asked to do: ("none", None), ("causal", None) meaning bottom-right aligned, or
-# ("bias", tensor [B, G, H, Sq, Skv]).
+# ("bias", tensor [B, Hq, Sq, Skv] for BMHK inputs, [B, G, H, Sq, Skv] for BMGHK).
 BiasSpec = tuple[str, Any]
 
 
 def _xformers_kernel(query: Any, key: Any, value: Any, bias: BiasSpec, p: float, scale: float | None) -> Any:
-    """The real kernel: `xformers.ops.memory_efficient_attention` on 5-D BMGHK tensors."""
-    from xformers.ops import LowerTriangularFromBottomRightMask, memory_efficient_attention
+    """The real kernel: `xformers.ops.memory_efficient_attention` on BMHK or BMGHK tensors."""
+    from xformers.ops import memory_efficient_attention
+    from xformers.ops.fmha.attn_bias import LowerTriangularFromBottomRightMask  # not exported by xformers.ops
 
     kind, tensor = bias
     attn_bias = {"none": None, "causal": LowerTriangularFromBottomRightMask(), "bias": tensor}[kind]
@@ -53,7 +72,7 @@ def _xformers_kernel(query: Any, key: Any, value: Any, bias: BiasSpec, p: float,
 KERNEL = _xformers_kernel
 
 
-def _aligned_bias(mask: Any, dtype: Any, groups: int, per_group: int) -> Any:
+def _aligned_bias(mask: Any, dtype: Any, groups: int, per_group: int, five_d: bool) -> Any:
     import torch
 
     batch, _, q_len, kv_len = mask.shape
@@ -67,6 +86,8 @@ def _aligned_bias(mask: Any, dtype: Any, groups: int, per_group: int) -> Any:
     storage = torch.zeros(batch, heads, q_len, padded, dtype=dtype, device=mask.device)
     storage[..., :kv_len] = values
     bias = storage[..., :kv_len]
+    if not five_d:
+        return bias.expand(batch, groups * per_group, q_len, kv_len)
     if heads == 1:
         return bias.unsqueeze(1).expand(batch, groups, per_group, q_len, kv_len)
     return bias.view(batch, groups, per_group, q_len, kv_len)
@@ -85,15 +106,25 @@ def xformers_attention_forward(
 ) -> tuple[Any, None]:
     """transformers' attention-function signature, computed by xformers."""
     refuse_softcap_and_sinks(NAME, kwargs)
+    import torch
+
+    query, key, value = kernel_inputs(query, key, value, module)
     batch, q_heads, q_len, head_dim = query.shape
     kv_heads, kv_len = key.shape[1], key.shape[2]
     per_group = q_heads // kv_heads
-    q = query.transpose(1, 2).reshape(batch, q_len, kv_heads, per_group, head_dim)
-    k = key.transpose(1, 2).unsqueeze(3).expand(batch, kv_len, kv_heads, per_group, head_dim)
-    v = value.transpose(1, 2).unsqueeze(3).expand(batch, kv_len, kv_heads, per_group, value.shape[-1])
+    grads = torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value))
+    five_d = per_group > 1 and not grads  # BMGHK has no backward operator in xformers 0.0.35
+    if five_d:
+        q = query.transpose(1, 2).reshape(batch, q_len, kv_heads, per_group, head_dim)
+        k = key.transpose(1, 2).unsqueeze(3).expand(batch, kv_len, kv_heads, per_group, head_dim)
+        v = value.transpose(1, 2).unsqueeze(3).expand(batch, kv_len, kv_heads, per_group, value.shape[-1])
+    else:
+        q = query.transpose(1, 2)
+        k = key.repeat_interleave(per_group, dim=1).transpose(1, 2) if per_group > 1 else key.transpose(1, 2)
+        v = value.repeat_interleave(per_group, dim=1).transpose(1, 2) if per_group > 1 else value.transpose(1, 2)
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
     if attention_mask is not None:
-        bias: BiasSpec = ("bias", _aligned_bias(attention_mask, query.dtype, kv_heads, per_group))
+        bias: BiasSpec = ("bias", _aligned_bias(attention_mask, query.dtype, kv_heads, per_group, five_d))
     elif causal and q_len > 1:
         bias = ("causal", None)
     else:
@@ -136,20 +167,62 @@ def register_xformers() -> None:
     AttentionMaskInterface.register(NAME, xformers_mask)
 
 
+def release_for(torch_version: str | None) -> str | None:
+    """The xformers release whose wheels run on this torch: the one built for it, else (torch >= 2.10) the stable-ABI
+    release; None for a torch no release was built for."""
+    base = _base(torch_version or "")
+    if base is None:
+        return None
+    for release, built_for in BUILT_FOR_TORCH.items():
+        if _base(built_for) == base:
+            return release
+    return STABLE_ABI_RELEASE if base >= _base(BUILT_FOR_TORCH[STABLE_ABI_RELEASE]) else None  # type: ignore[operator]
+
+
+def runs_on(xformers_version: str, built_for: str, torch_version: str) -> bool:
+    """Whether an xformers build made for torch `built_for` runs on `torch_version`: the same release before 0.0.34,
+    that release or any later one from 0.0.34 (PyTorch's stable ABI)."""
+    from packaging.version import InvalidVersion, Version
+
+    have, made = _base(torch_version), _base(built_for)
+    if have is None or made is None:
+        return True  # nothing to compare: the smoke run decides
+    try:
+        stable = Version(xformers_version) >= Version(STABLE_ABI_FROM)
+    except InvalidVersion:
+        stable = False
+    return have >= made if stable else have == made
+
+
 def install_command(torch_version: str | None, cuda: str | None) -> str:
-    """The pip command that installs the xformers build matching this torch, without replacing torch."""
-    base, _, _ = (torch_version or "").partition("+")
-    if base in XFORMERS_FOR_TORCH:
-        return f"pip install --no-deps xformers=={XFORMERS_FOR_TORCH[base]}"
-    if cuda:
-        tag = "cu" + cuda.replace(".", "")
-        return f"pip install --no-deps xformers --index-url https://download.pytorch.org/whl/{tag}"
-    return "pip install --no-deps xformers"
+    """The pip command that installs an xformers build this torch accepts, without replacing torch: the release made
+    for it (the stable-ABI release for torch >= 2.10), from the PyTorch index of its CUDA flavour where that index
+    carries xformers."""
+    release = release_for(torch_version)
+    pin = f"xformers=={release}" if release else "xformers"
+    local = (torch_version or "").partition("+")[2]  # torch's own CUDA flavour: "cu130"
+    tag = local if local.startswith("cu") else "cu" + cuda.replace(".", "") if cuda else ""
+    if tag in {"cu" + c.replace(".", "") for c in INDEX_CUDA}:
+        return f"pip install --no-deps {pin} --index-url https://download.pytorch.org/whl/{tag}"
+    return f"pip install --no-deps {pin}"
+
+
+def _base(version: str) -> Any:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(version.partition("+")[0])
+    except InvalidVersion:
+        return None
 
 
 def probe_details() -> dict[str, Any]:
-    """Run after `import xformers.ops` in the import-check child: whether the compiled kernels are there and which
-    torch they were built for (a build for another torch fails at the first call, not at import)."""
+    """Run after `import xformers.ops` in the import-check child: whether the compiled kernels loaded (and why not),
+    and which torch and CUDA they were built for, read from the wheel's own `cpp_lib.json` (it says so even when the
+    kernels did not load on this torch)."""
+    import json
+    from pathlib import Path
+
     import xformers
 
     details: dict[str, Any] = {}
@@ -159,12 +232,19 @@ def probe_details() -> dict[str, Any]:
     try:
         from xformers import _cpp_lib
 
-        meta = getattr(_cpp_lib, "_build_metadata", None)
-        torch_version = getattr(meta, "torch_version", None)
-        if torch_version:
-            details["built_for_torch"] = str(torch_version)
-    except Exception:  # noqa: BLE001 - build metadata is optional across xformers releases
+        error = getattr(_cpp_lib, "_cpp_library_load_exception", None)
+        if error is not None:
+            details["load_error"] = str(error).strip().splitlines()[0][:300]
+    except ImportError:
         pass
+    try:
+        build = json.loads((Path(xformers.__file__).parent / "cpp_lib.json").read_text(encoding="utf-8"))["version"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return details
+    if build.get("torch"):
+        details["built_for_torch"] = str(build["torch"])
+    if isinstance(build.get("cuda"), int):
+        details["built_for_cuda"] = f"{build['cuda'] // 100}.{build['cuda'] % 100}"
     return details
 
 
@@ -179,6 +259,8 @@ BACKEND = Backend(
     softcapping=False,
     sinks=False,
     needs_kernels_check=True,
+    runs_on_torch=runs_on,
+    install=lambda facts: install_command(facts.torch, facts.cuda),
     register=register_xformers,
     probe_details=probe_details,
 )
