@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TWINS = [("README.md", "README.ko.md"), ("docs/guide.md", "docs/guide.ko.md"), ("docs/layout.md", "docs/layout.ko.md"),
          ("docs/hub-kernels.md", "docs/hub-kernels.ko.md"), ("docs/facts.md", "docs/facts.ko.md"),
-         ("docs/inputs.md", "docs/inputs.ko.md")]
+         ("docs/inputs.md", "docs/inputs.ko.md"), ("docs/gpu-check.md", "docs/gpu-check.ko.md")]
 CODE = re.compile(r"^```[a-z]*\n.*?^```", re.S | re.M)
 OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*[a-z0-9]")
 NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")

@@ -1,9 +1,10 @@
-"""Child process: time one measurement and report its peak memory.
+"""Child process: time one backend at each sequence length and report each measurement's peak memory.
 
-Run as `python -m attnpick._bench_child '<json job>'` through `attnpick.subproc`. One job per process, so that
-peak memory is this job's alone (CUDA: `max_memory_allocated`; CPU: the growth of the process's peak RSS over
-the baseline taken after the inputs exist) and a crash cannot take the caller down. torch and transformers are
-imported by the job that needs them.
+Run as `python -m attnpick._bench_child '<json job>'` through `attnpick.subproc`. One backend per process: the model
+loads once, then each length is measured with its own memory baseline (CUDA: the peak of `max_memory_allocated` after
+a reset; CPU: the growth of the process's peak RSS, reset through /proc, over the RSS once the inputs exist), and a
+crash cannot take the caller down. A length that fails (out of memory) is its row's error; the next one runs. torch
+and transformers are imported by the job that needs them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from attnpick.catalog import ensure_registered
 from attnpick.loading import load_model
 from attnpick.probe import collect_facts
-from attnpick.subproc import serve
+from attnpick.subproc import error_line, serve
 
 
 def _status_mb(field: str) -> float | None:
@@ -200,17 +201,23 @@ def matmul_peak(job: dict[str, Any]) -> dict[str, Any]:
     return {"tflops": 2 * n**3 / min(times) / 1e12, "n": n}
 
 
-def train(job: dict[str, Any]) -> dict[str, Any]:
-    """One training step of the real model (LoRA when asked): tokens/s and peak memory."""
-    import torch
-
-    model, _, report = load_model(**job["model"], max_seq_length=job["seq"], dtype=job["dtype"],
+def _load(job: dict[str, Any], max_seq_length: int) -> tuple[Any, Any]:
+    """The model with the job's backend (LoRA when asked), and the proof of which attention ran."""
+    model, _, report = load_model(**job["model"], max_seq_length=max_seq_length, dtype=job["dtype"],
                                   backend=job["backend"], facts=collect_facts())
-    device = next(model.parameters()).device
     if job.get("lora"):
         from peft import LoraConfig, get_peft_model
 
         model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear"))
+    return model, report
+
+
+def train(job: dict[str, Any], loaded: tuple[Any, Any]) -> dict[str, Any]:
+    """One training step of the real model (LoRA when asked): tokens/s and peak memory."""
+    import torch
+
+    model, report = loaded
+    device = next(model.parameters()).device
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5)
@@ -230,12 +237,11 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
             "peak_mb": memory.peak_mb(), "confirmed": bool(report.confirmation and report.confirmation.ok)}
 
 
-def infer(job: dict[str, Any]) -> dict[str, Any]:
+def infer(job: dict[str, Any], loaded: tuple[Any, Any]) -> dict[str, Any]:
     """Prefill of `seq` tokens, then per-token decode with the KV cache."""
     import torch
 
-    model, _, _ = load_model(**job["model"], max_seq_length=job["seq"] + 64, dtype=job["dtype"],
-                             backend=job["backend"], facts=collect_facts())
+    model = loaded[0]
     model.eval()
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(0)
@@ -274,11 +280,43 @@ def _sync(device: Any) -> None:
         torch.cuda.synchronize()
 
 
-JOBS = {"kernel": kernel, "matmul_peak": matmul_peak, "train": train, "infer": infer}
+NEW_TOKENS = 64  # the infer job's room for decoding beyond the prompt
+
+
+def rows(job: dict[str, Any]) -> dict[str, Any]:
+    """Every sequence length of one backend in this process; one row each, a failing length its row's error."""
+    seqs = job["seqs"]
+    loaded = None
+    if job["job"] in ("train", "infer"):
+        loaded = _load(job, max(seqs) + (NEW_TOKENS if job["job"] == "infer" else 0))
+    out = []
+    for seq in seqs:
+        one = {**job, "seq": seq}
+        try:
+            record = kernel(one) if job["job"] == "kernel" else MEASURES[job["job"]](one, loaded)
+            out.append({"seq": seq, "ok": True, "error": None, **record})
+        except Exception as exc:  # noqa: BLE001 - out of memory at one length is that row's result
+            out.append({"seq": seq, "ok": False, "error": error_line(exc)})
+            _free()
+    return {"rows": out}
+
+
+def _free() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+MEASURES = {"train": train, "infer": infer}
+JOBS = {"rows": rows, "matmul_peak": matmul_peak}
 
 
 def main(argv: list[str]) -> int:
-    return serve(argv, lambda job: JOBS[job["job"]](job))
+    return serve(argv, lambda job: JOBS["rows" if "seqs" in job else job["job"]](job))
 
 
 if __name__ == "__main__":

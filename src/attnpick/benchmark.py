@@ -1,8 +1,8 @@
 """Benchmarks: how fast is each backend that passed parity, and how much memory does it take?
 
 Modes: `kernel` (the attention function alone at the model's shapes, forward and forward+backward),
-`train` (one training step of the model) and `infer` (prefill and per-token decode). Every measurement runs
-in its own child process (peak memory is then that measurement's alone), after warm-up, synchronized (CUDA
+`train` (one training step of the model) and `infer` (prefill and per-token decode). Each backend runs in a child
+process of its own (every length in it, each with its own peak-memory baseline), after warm-up, synchronized (CUDA
 events on GPU), repeated; the median and the quartiles are reported. Results carry the facts snapshot and
 versioned backend names. Kernel TFLOP/s use FlashAttention's counting (forward 4*B*S^2*H*D, halved when
 causal; backward 2.5x forward); a figure above the device's measured matmul peak is a timing bug and is
@@ -157,16 +157,16 @@ def bench(model: str | Prepared = tiny.NAME, seq_lens: tuple[int, ...] = (256, 1
                   for name in backends if name in CATALOG}
     heads, kv_heads, head_dim = model_facts.attention_shape
     rows: list[BenchRow] = []
-    for seq in seq_lens:
-        for backend in backends:
-            cand = candidates.get(backend)
-            impl = (cand.implementation if cand else None) or backend
-            job = {"job": mode, "backend": backend, "attn_implementation": impl, "device": device, "dtype": dtype,
-                   "batch": batch, "seq": seq,
-                   "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim,
-                   "model": prepared.load_arguments(), "lora": lora,
-                   "warmup": warmup, "repeats": repeats}
-            rows.append(_row(job, backend_version(facts, cand) if cand else backend, timeout_s))
+    for backend in backends:  # one child per backend, every length in it (the model loads once)
+        cand = candidates.get(backend)
+        impl = (cand.implementation if cand else None) or backend
+        job = {"job": mode, "backend": backend, "attn_implementation": impl, "device": device, "dtype": dtype,
+               "batch": batch, "seqs": list(seq_lens),
+               "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim,
+               "model": prepared.load_arguments(), "lora": lora,
+               "warmup": warmup, "repeats": repeats}
+        rows += _rows(job, backend_version(facts, cand) if cand else backend, timeout_s)
+    rows.sort(key=lambda r: (seq_lens.index(r.seq), backends.index(r.backend)))
     peak = None
     if mode == "kernel":
         peaks.append(_matmul_peak(peak_job, timeout_s))  # before and after the rows: one busy moment can't set it
@@ -193,21 +193,32 @@ def _above_peak(row: BenchRow, peak: float | None) -> BenchRow:
                     error=f"timing bug: {best:.2f} TFLOP/s is above the measured matmul peak {peak:.2f}")
 
 
-def _row(job: dict[str, Any], version: str, timeout_s: float) -> BenchRow:
-    backend, seq = job["backend"], job["seq"]
+def _rows(job: dict[str, Any], version: str, timeout_s: float) -> list[BenchRow]:
+    """One backend's child: a row per length (a child that died or overran fails every length it had left)."""
+    backend, seqs = job["backend"], job["seqs"]
     child = run_child(CHILD_MODULE, job, timeout_s)
-    if child.timed_out:
-        return BenchRow(backend, version, seq, False, error=f"did not finish within {timeout_s:.0f}s")
     record = child.record
-    if record is None:
-        return BenchRow(backend, version, seq, False, error=f"child {child.describe_exit()}: {child.stderr_tail}")
-    if not record.pop("ok"):
-        return BenchRow(backend, version, seq, False, error=record.get("error"))
+    if child.timed_out or record is None or not record.get("ok"):
+        if child.timed_out:
+            error = f"did not finish within {timeout_s:.0f}s"
+        elif record is None:
+            error = f"child {child.describe_exit()}: {child.stderr_tail}"
+        else:
+            error = record.get("error")
+        return [BenchRow(backend, version, seq, False, error=error) for seq in seqs]
+    return [_row(job, version, measured) for measured in record["rows"]]
+
+
+def _row(job: dict[str, Any], version: str, measured: dict[str, Any]) -> BenchRow:
+    backend, seq = job["backend"], measured.pop("seq")
+    if not measured.pop("ok"):
+        return BenchRow(backend, version, seq, False, error=measured.get("error"))
+    measured.pop("error", None)
     if job["job"] == "kernel":
         fwd, fwd_bwd = attention_flops(job["batch"], job["heads"], seq, job["head_dim"])
-        record["forward"]["tflops"] = fwd / record["forward"]["median_s"] / 1e12
-        record["forward_backward"]["tflops"] = fwd_bwd / record["forward_backward"]["median_s"] / 1e12
-    return BenchRow(backend, version, seq, True, record)
+        measured["forward"]["tflops"] = fwd / measured["forward"]["median_s"] / 1e12
+        measured["forward_backward"]["tflops"] = fwd_bwd / measured["forward_backward"]["median_s"] / 1e12
+    return BenchRow(backend, version, seq, True, measured)
 
 
 def speedups(report: BenchReport) -> dict[str, dict[int, float]]:
