@@ -30,7 +30,7 @@ def length_distribution(model: str, max_seq_length: int) -> dict[str, float]:
     """Token lengths of the embedded data after the chat template, as the run trains on them."""
     from transformers import AutoTokenizer
 
-    from attnpick.models import prepare
+    from attnpick.model.resolve import prepare
     from attnpick.training.data import load_examples
 
     tokenizer = AutoTokenizer.from_pretrained(str(prepare(model).load_folder), trust_remote_code=False)

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from attnpick.subproc import emit, serve
+from attnpick.util.subproc import emit, serve
 
 
 def main(argv: list[str]) -> int:

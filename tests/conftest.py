@@ -66,7 +66,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = N
 @pytest.fixture(scope="session")
 def facts():
     """This machine's facts, probed once per test run."""
-    from attnpick.probe import collect_facts
+    from attnpick.decide.probe import collect_facts
 
     return collect_facts()
 
@@ -95,7 +95,7 @@ def tiny_model(attn: str):
     tokenizer: the model the backends' glue tests run."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from attnpick import exaone, tiny
+    from attnpick.model import exaone, tiny
 
     folder = exaone.converted_folder(tiny.ensure())
     model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation=attn).eval()

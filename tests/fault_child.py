@@ -5,7 +5,7 @@ import os
 import sys
 import time
 
-from attnpick import _smoke_child
+from attnpick.load import _smoke_child
 
 
 def main() -> int:

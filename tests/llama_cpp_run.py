@@ -52,7 +52,7 @@ def merged_reference(merged_folder: str | Path, prompt_ids: list[int], n: int) -
     import torch
     from transformers import AutoModelForCausalLM
 
-    from attnpick import exaone
+    from attnpick.model import exaone
 
     model = AutoModelForCausalLM.from_pretrained(str(exaone.converted_folder(Path(merged_folder))),
                                                  dtype=torch.float32).eval()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from attnpick.facts import EnvFacts
+from attnpick.decide.facts import EnvFacts
 
 GPUS = {
     "T4": ("Tesla T4", "7.5", 14.6),

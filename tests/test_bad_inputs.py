@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from attnpick import cache, smoke, tiny
-from attnpick.probe import collect_facts
+from attnpick.decide.probe import collect_facts
+from attnpick.load import smoke
+from attnpick.model import tiny
+from attnpick.util import cache
 from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,7 +169,7 @@ def test_cache_entries_of_the_wrong_shape_are_misses_and_rewritten(tmp_path, mon
         entry = json.loads(path.read_text())
         path.write_text(json.dumps({"key": entry["key"], "value": {"torch": ["not", "a", "record"]}}))
     assert collect_facts() == facts
-    from attnpick.decision import Request, choose
+    from attnpick.decide.decision import Request, choose
 
     job = smoke.smoke_job(choose(facts, Request("eager")).candidate("eager"), facts, None, "float32")
     assert smoke.run_smoke(job, facts).ok
@@ -224,7 +226,7 @@ def test_an_empty_checkpoint_from_ctrl_c_never_blocks_a_run(tmp_path):
 # -- the unexpected ----------------------------------------------------------------------------------------------------
 
 def test_an_unexpected_error_is_one_line_naming_the_log_and_debug_shows_the_traceback(tmp_path):
-    code = ("import sys, attnpick.cli as cli\n"
+    code = ("import sys, attnpick.cli.main as cli\n"
             "def boom(*a, **k):\n    raise RuntimeError('planted failure')\n"
             "cli.choose = boom\n"
             "sys.exit(cli.main(sys.argv[1:]))")

@@ -8,9 +8,10 @@ import pkgutil
 import pytest
 
 import attnpick.backends
-from attnpick import catalog, decision
+from attnpick.backends import registry as catalog
 from attnpick.backends.base import HALF, Backend
-from attnpick.decision import Request, choose
+from attnpick.decide import decision
+from attnpick.decide.decision import Request, choose
 from tests.machines import machine
 
 

@@ -1,5 +1,6 @@
-"""attnpick.chat_templates: Unsloth's names (get_chat_template, standardize_sharegpt, standardize_data_formats,
-train_on_responses_only) on attnpick's code, tested by rendering and by exact labels."""
+"""attnpick.chat_templates, the import Unsloth's notebooks write (defined in attnpick.compat.chat_templates): Unsloth's
+names (get_chat_template, standardize_sharegpt, standardize_data_formats, train_on_responses_only) on attnpick's code,
+tested by rendering and by exact labels."""
 
 from __future__ import annotations
 
@@ -7,17 +8,15 @@ import warnings
 
 import pytest
 
-from attnpick import tiny
 from attnpick.chat_templates import (
-    FORMATS,
     get_chat_template,
-    response_labels,
-    response_markers,
     standardize_data_formats,
     standardize_sharegpt,
     train_on_responses_only,
 )
+from attnpick.compat.chat_templates import FORMATS, response_labels, response_markers
 from attnpick.errors import UsageError
+from attnpick.model import tiny
 
 CHAT = [{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]
 SHAREGPT = {"role": "from", "content": "value", "user": "human", "assistant": "gpt"}
@@ -28,7 +27,7 @@ def tokenizer():
     EXAONE folder's remote code), with EXAONE's own chat template."""
     from transformers import AutoTokenizer
 
-    from attnpick import exaone
+    from attnpick.model import exaone
 
     return AutoTokenizer.from_pretrained(exaone.converted_folder(tiny.ensure()), trust_remote_code=False)
 

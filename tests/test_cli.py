@@ -142,7 +142,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, case):
 def test_every_option_of_every_command_has_a_help_line():
     import argparse
 
-    from attnpick.cli import build_parser
+    from attnpick.cli.main import build_parser
 
     parser = build_parser()
     [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
@@ -155,7 +155,7 @@ def test_every_option_of_every_command_has_a_help_line():
 def test_train_options_are_the_config_fields():
     from dataclasses import fields
 
-    from attnpick.cli import build_parser
+    from attnpick.cli.main import build_parser
     from attnpick.training.config import TrainConfig
 
     args = build_parser().parse_args(["train", "--output", "x"])

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from attnpick import load_model
-from attnpick.confirm import EAGER_KERNEL, MATH_KERNEL, Confirmation, kernel_words, slow_kernel_note
-from attnpick.decision import Request, choose
-from attnpick.facts import ModelFacts
+from attnpick.decide.decision import Request, choose
+from attnpick.decide.facts import ModelFacts
+from attnpick.load.confirm import EAGER_KERNEL, MATH_KERNEL, Confirmation, kernel_words, slow_kernel_note
 from tests.conftest import run_cli
 from tests.machines import machine
 

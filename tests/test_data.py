@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from attnpick import tiny
 from attnpick.errors import UsageError
+from attnpick.model import tiny
 from attnpick.training.data import chat_dataset, drop_warnings, load_examples, parse_columns, validate
 from tests.conftest import run_cli
 from tests.hub_layout import hub_cache_copy  # noqa: F401 - the model helper; datasets get their own below
@@ -37,7 +37,7 @@ SHAREGPT = [
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from attnpick.models import prepare
+    from attnpick.model.resolve import prepare
 
     # the folder attnpick loads: tiny-exaone itself, or its Llama copy where transformers has no EXAONE class
     tok = AutoTokenizer.from_pretrained(str(prepare(tiny.NAME).load_folder), trust_remote_code=False)

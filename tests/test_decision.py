@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from attnpick.catalog import ORDER
-from attnpick.decision import Request, choose, default_dtype
+from attnpick.backends.registry import ORDER
+from attnpick.decide.decision import Request, choose, default_dtype
+from attnpick.decide.facts import ModelFacts
 from attnpick.errors import NoBackendError, UsageError
-from attnpick.facts import ModelFacts
 from tests.machines import machine
 
 ABI_ERROR = {
@@ -245,14 +245,14 @@ def test_pinned_sdpa_kernels(facts, backend, chosen, codes):
 def test_pinned_sdpa_kernel_missing_from_the_torch_build():
     facts = machine("linux", "A100").to_dict()
     facts["sdpa_kernels"] = ["efficient", "math"]
-    from attnpick.facts import EnvFacts
+    from attnpick.decide.facts import EnvFacts
 
     cand = choose(EnvFacts.from_dict(facts), Request.from_names("sdpa_cudnn")).candidate("sdpa_cudnn")
     assert [r.code for r in cand.reasons] == ["sdpa_kernel_missing"]
 
 
 # The pure rewrites of a decision: each one table-tested like choose().
-from attnpick.decision import RankDifference, Reason, common_to_ranks, rank_by_times, reject  # noqa: E402
+from attnpick.decide.decision import RankDifference, Reason, common_to_ranks, rank_by_times, reject  # noqa: E402
 
 CPU = machine("linux", torch="2.13.0+cpu")
 H100_UNSLOTH = machine("linux", "H100", unsloth="2026.10.9", flash_attn="2.8.3")

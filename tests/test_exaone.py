@@ -12,10 +12,10 @@ import torch
 from packaging.version import Version
 from safetensors.torch import load_file, save_file
 
-from attnpick import exaone, tiny
 from attnpick.errors import UsageError
 from attnpick.loading import load_model
-from attnpick.models import architecture
+from attnpick.model import exaone, tiny
+from attnpick.model.resolve import architecture
 from tests.conftest import run_cli
 
 TRANSFORMERS = Version(__import__("transformers").__version__)

@@ -1,7 +1,7 @@
 import pytest
 
+from attnpick.decide.facts import EnvFacts
 from attnpick.errors import UsageError
-from attnpick.facts import EnvFacts
 from tests.machines import machine
 
 
@@ -82,7 +82,7 @@ def test_hub_block_round_trips_and_is_optional():
 
 @pytest.mark.parametrize("system", ["msys_nt-10.0-19045", "MINGW64_NT-10.0-19045", "CYGWIN_NT-10.0", "Windows"])
 def test_msys_mingw_and_cygwin_are_windows(system):
-    from attnpick.facts import normalize_os
+    from attnpick.decide.facts import normalize_os
 
     assert normalize_os(system) == "windows"
     assert EnvFacts.from_dict({**BASE, "os": system}, where="m.json").os == "windows"

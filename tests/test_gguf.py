@@ -124,7 +124,7 @@ def test_a_llama_model_gguf_matches_transformers_logits(tmp_path):
     position would differ."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from attnpick import exaone, tiny
+    from attnpick.model import exaone, tiny
 
     folder = exaone.converted_folder(tiny.ensure())  # tiny-exaone as a plain Llama checkpoint
     model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()

@@ -38,7 +38,7 @@ def test_a_step_past_its_budget_is_stopped_with_every_process_it_started(tmp_pat
     gpu_check = _driver()
     pid_file = tmp_path / "pid"
     job = json.dumps({"do": "hang", "pid_file": str(pid_file)})
-    code = ("import sys, time; from attnpick.subproc import Child\n"
+    code = ("import sys, time; from attnpick.util.subproc import Child\n"
             f"child = Child('tests.children', [{job!r}])\n"  # a session of its own, as smoke and bench children
             "time.sleep(3600)")
     step = gpu_check.Step("hangs", [sys.executable, "-c", code], [], 5, json_out=False)

@@ -17,7 +17,7 @@ import torch
 from attnpick.backends import sdpa_pinned
 from attnpick.backends import torch_varlen as tv
 from attnpick.backends import xformers as xf
-from attnpick.catalog import ensure_registered
+from attnpick.backends.registry import ensure_registered
 from tests import stand_ins
 from tests.stand_ins import CALLS, Refused
 
@@ -131,7 +131,7 @@ def test_varlen_sequences_are_worked_out_once_per_forward(varlen_api, monkeypatc
     """Every layer gets the same mask tensor: its offsets (and their device-to-host reads) are computed once."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from attnpick import exaone, tiny
+    from attnpick.model import exaone, tiny
 
     varlen_api("2.13")
     computed = []
@@ -290,9 +290,9 @@ def qlora_model(attn: str):
     attaches it (peft's k-bit preparation: every parameter that is not 4-bit goes to float32)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from attnpick import exaone, tiny
-    from attnpick.lora import attach_lora
-    from attnpick.quantization import keep_trainable, nf4_config
+    from attnpick.load.lora import attach_lora
+    from attnpick.load.quantization import keep_trainable, nf4_config
+    from attnpick.model import exaone, tiny
 
     folder = exaone.converted_folder(tiny.ensure())
     model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation=attn, dtype=torch.bfloat16,
@@ -349,14 +349,14 @@ def _xformers_machine(os_name, torch_version, release, built_for=None):
 
 @pytest.mark.parametrize("torch_version", ["2.10.0+cu128", "2.11.0+cu130", "2.13.0+cu130"])
 def test_a_stable_abi_build_runs_on_later_torch(torch_version):
-    from attnpick.decision import choose
+    from attnpick.decide.decision import choose
 
     cand = choose(_xformers_machine("linux", torch_version, "0.0.35")).candidate("xformers")
     assert cand.verdict != "rejected", cand.reasons
 
 
 def test_a_build_before_the_stable_abi_needs_its_own_torch():
-    from attnpick.decision import choose
+    from attnpick.decide.decision import choose
 
     cand = choose(_xformers_machine("windows", "2.9.1+cu128", "0.0.32.post2")).candidate("xformers")
     (reason,) = cand.reasons
@@ -372,7 +372,7 @@ def test_the_install_hint_names_a_build_that_is_then_accepted(os_name, torch_ver
     """Install what the hint says (the release it pins, built for the torch its release notes name): accepted."""
     import re
 
-    from attnpick.decision import choose
+    from attnpick.decide.decision import choose
     from tests.machines import machine
 
     gpu = machine(os_name, "T4", torch=torch_version)  # sm75: xFormers is the hint on Linux and Windows
@@ -389,7 +389,7 @@ def test_the_install_hint_names_a_build_that_is_then_accepted(os_name, torch_ver
 
 def test_bfloat16_is_not_supported_on_a_t4(monkeypatch):
     """torch.cuda.is_bf16_supported() counts emulation (True on a T4); Unsloth's notebooks mean native bf16."""
-    from attnpick import precision
+    from attnpick.compat import precision
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
@@ -404,9 +404,9 @@ def test_bfloat16_is_not_supported_on_a_t4(monkeypatch):
 
 
 def test_every_torchrun_rank_gets_its_own_gpu(monkeypatch):
-    from attnpick.decision import Request, choose
-    from attnpick.models import device_map, torch_device
-    from attnpick.smoke import smoke_job
+    from attnpick.decide.decision import Request, choose
+    from attnpick.load.smoke import smoke_job
+    from attnpick.model.resolve import device_map, torch_device
     from tests.machines import machine
 
     gpu = machine("linux", "H100")
@@ -434,7 +434,7 @@ def test_a_bad_local_rank_is_refused_like_an_option(monkeypatch):
 def test_every_kernel_row_is_causal(impl):
     """A row is credited causal FLOPs (half the full count): FlexAttention with no mask attends to every key, so
     its row gets a causal BlockMask."""
-    from attnpick._bench_child import causal_mask
+    from attnpick.measure._bench_child import causal_mask
 
     mask = causal_mask(impl, 256, torch.device("cpu"), torch.float32)
     if impl == "flex_attention":  # a BlockMask's dense form is per 128-token block: ask its mask function

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from attnpick.probe import collect_facts
+from attnpick.decide.probe import collect_facts
 from tests.conftest import run_cli
 from tests.hub_kernel import write_kernel
 

@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from attnpick.catalog import HUB_KERNELS
-from attnpick.decision import Request, choose
+from attnpick.backends.registry import HUB_KERNELS
+from attnpick.decide.decision import Request, choose
 from tests.conftest import run_cli
 from tests.machines import machine
 

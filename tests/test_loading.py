@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from attnpick import smoke, tiny
 from attnpick.errors import NoBackendError, UsageError
+from attnpick.load import smoke
 from attnpick.loading import load_model
-from attnpick.models import resolve
+from attnpick.model import tiny
+from attnpick.model.resolve import resolve
 from tests.conftest import run_cli
 from tests.hub_layout import hub_cache_copy
 
@@ -117,7 +118,7 @@ def test_smoke_faults_become_reasons_and_the_chain_goes_on(fault, facts, monkeyp
 
 def test_smoke_results_are_cached_and_a_corrupt_cache_is_rebuilt(facts, tmp_path, monkeypatch):
     monkeypatch.setenv("ATTNPICK_CACHE_DIR", str(tmp_path))
-    from attnpick.decision import Request, choose
+    from attnpick.decide.decision import Request, choose
 
     job = smoke.smoke_job(choose(facts, Request("eager")).candidate("eager"), facts, None, "float32")
     first = smoke.run_smoke(job, facts)

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from attnpick.errors import UsageError
-from attnpick.model_info import model_facts, read_model_facts
+from attnpick.model.config import model_facts, read_model_facts
 
 EXAONE_35_24B = {
     "architectures": ["ExaoneForCausalLM"], "model_type": "exaone", "hidden_size": 2560, "num_layers": 30,

@@ -9,8 +9,8 @@ import shutil
 
 import pytest
 
-from attnpick import tiny
 from attnpick.errors import UsageError
+from attnpick.model import tiny
 from tests.test_bad_inputs import one_line
 from tests.test_training import train_cli
 
@@ -79,7 +79,7 @@ def test_a_zero_row_parquet_has_no_rows(tmp_path):
 def test_utf16_jsonl_sharegpt_role_content_and_numeric_csv_cells_are_read(tmp_path):
     from transformers import AutoTokenizer
 
-    from attnpick import tiny as tiny_module
+    from attnpick.model import tiny as tiny_module
     from attnpick.training.data import load_examples
 
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_module.ensure()))

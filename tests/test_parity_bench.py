@@ -10,12 +10,12 @@ import textwrap
 
 import pytest
 
-from attnpick import parity
-from attnpick.benchmark import attention_flops, bench, plot
-from attnpick.decision import choose
+from attnpick.decide.decision import choose
 from attnpick.loading import load_model
-from attnpick.models import prepare
-from attnpick.policy import measured_decision
+from attnpick.measure import parity
+from attnpick.measure.bench import attention_flops, bench, plot
+from attnpick.measure.policy import measured_decision
+from attnpick.model.resolve import prepare
 from tests.conftest import run_cli
 
 
@@ -44,7 +44,7 @@ def test_verify_cli_passes_for_sdpa_against_eager_fp32():
 def test_fixed_batch_has_left_and_right_padding():
     from transformers import PreTrainedTokenizerFast
 
-    from attnpick import tiny
+    from attnpick.model import tiny
 
     tok = PreTrainedTokenizerFast.from_pretrained(tiny.ensure())
     batch = parity.fixed_batch(tok, "cpu")
@@ -78,7 +78,7 @@ def test_verify_cli_exits_4_on_a_parity_failure():
         from tests.test_parity_bench import ignore_padding
         AttentionInterface.register("ignore_padding", ignore_padding)
         AttentionMaskInterface.register("ignore_padding", sdpa_mask)
-        from attnpick.cli import main
+        from attnpick.cli.main import main
         sys.exit(main(["verify", "--backends", "ignore_padding,eager"]))
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=900,
@@ -187,7 +187,7 @@ def test_bad_input_exits_2(args, needle):
 
 
 def test_a_kernel_row_above_the_matmul_ceiling_is_reported_as_a_timing_bug():
-    from attnpick.benchmark import BenchRow, _above_peak
+    from attnpick.measure.bench import BenchRow, _above_peak
 
     metrics = {"forward": {"tflops": 0.4}, "forward_backward": {"tflops": 0.2}}
     row = BenchRow("sdpa", "sdpa (torch 2.13.0)", 256, True, metrics)

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from attnpick import cache, files, probe
-from attnpick.catalog import PROBED_MODULES
+from attnpick.backends.registry import PROBED_MODULES
+from attnpick.decide import probe
+from attnpick.util import cache, files
 
 
 @pytest.fixture

@@ -62,7 +62,7 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_naming_the_last_complete_on
     import torch
 
     import attnpick
-    from attnpick.files import DiskFullError
+    from attnpick.util.files import DiskFullError
 
     real_save, calls = torch.save, []
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from attnpick import subproc
 from attnpick.errors import UsageError
+from attnpick.util import subproc
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,7 +82,7 @@ def test_ctrl_c_in_the_parent_leaves_no_child(tmp_path):
     script = textwrap.dedent(f"""
         import signal
         signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal, even if started ignoring it
-        from attnpick import subproc
+        from attnpick.util import subproc
         subproc.run_child("tests.children", {{"do": "hang", "pid_file": {str(tmp_path / "c")!r}}}, 600)
     """)
     parent = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ), stdout=subprocess.DEVNULL,

@@ -46,7 +46,7 @@ def exported(run, tmp_path_factory):
 
 
 def test_export_merged_loads_in_plain_transformers_with_the_adapters_logits(run, exported, tmp_path):
-    from attnpick import adapters
+    from attnpick.export import adapters
 
     merged, _ = exported
     assert json.loads((merged / "config.json").read_text())["model_type"] == "exaone"
@@ -104,7 +104,7 @@ def test_chat_answers_one_prompt_and_names_the_backend(run):
 
 def test_chat_is_a_conversation_with_reset_and_exit(run):
     """Lines from standard input are turns; the second turn's prompt holds the first turn, /reset empties it."""
-    from attnpick.chat import ChatConfig, converse
+    from attnpick.cli.chat import ChatConfig, converse
 
     config = ChatConfig(model=str(run), max_new_tokens=4, temperature=0.0, system="짧게 답하세요.")
     model, tokenizer, _ = config.load()

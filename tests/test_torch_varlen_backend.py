@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from attnpick.backends import torch_varlen as tv
-from attnpick.catalog import CATALOG, ensure_registered
-from attnpick.decision import choose
+from attnpick.backends.registry import CATALOG, ensure_registered
+from attnpick.decide.decision import choose
 from tests.conftest import tiny_model
 from tests.machines import machine
 

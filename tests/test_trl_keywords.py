@@ -1,5 +1,5 @@
-"""TRL as Unsloth's notebooks call it (attnpick.trl_keywords), once attnpick.FastLanguageModel is imported; a modern
-TRL call unchanged; `import attnpick` alone patches nothing."""
+"""TRL as Unsloth's notebooks call it (attnpick.compat.trl_keywords), once attnpick.FastLanguageModel is imported;
+a modern TRL call unchanged; `import attnpick` alone patches nothing."""
 
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def test_a_modern_trl_call_is_exactly_as_without_the_patch(loaded, tmp_path):
     plain = SFTConfig.__new__(SFTConfig)
     SFTConfig.__init__.__wrapped__(plain, **kwargs)  # TRL's own __init__
     assert patched.to_dict() == plain.to_dict()
-    from attnpick.trl_keywords import trainer_keywords
+    from attnpick.compat.trl_keywords import trainer_keywords
 
     modern = {"model": model, "args": patched, "processing_class": tokenizer, "train_dataset": _data()}
     assert trainer_keywords(modern, SFTConfig) == (modern, [])
@@ -98,7 +98,7 @@ def test_a_modern_trl_call_is_exactly_as_without_the_patch(loaded, tmp_path):
 def test_install_is_idempotent_and_marked():
     import trl
 
-    from attnpick import trl_keywords
+    from attnpick.compat import trl_keywords
 
     before = (trl.SFTTrainer.__init__, trl.SFTConfig.__init__)
     assert trl_keywords.install() and trl_keywords.install()
@@ -150,7 +150,7 @@ def test_streamed_datasets_are_trimmed_too():
     """An IterableDataset (streaming) has no `desc` for map and may not know its columns up front."""
     from datasets import Dataset
 
-    from attnpick.trl_keywords import _one_end_of_turn
+    from attnpick.compat.trl_keywords import _one_end_of_turn
 
     class Tokenizer:
         eos_token = "[|endofturn|]"

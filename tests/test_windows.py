@@ -15,16 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from attnpick import files
 from attnpick.errors import UsageError
+from attnpick.util import files
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_nothing_needs_the_posix_only_resource_module():
     code = ("import sys; sys.modules['resource'] = None\n"
-            "import attnpick.cli, attnpick.benchmark, attnpick.policy\n"
-            "import attnpick._bench_child as child\n"
+            "import attnpick.cli.main, attnpick.measure.bench, attnpick.measure.policy\n"
+            "import attnpick.measure._bench_child as child\n"
             "child._status_mb = lambda field: None  # no /proc either, as on Windows\n"
             "print(child._rss_peak_mb())")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from attnpick.backends import xformers as xf
-from attnpick.decision import choose
+from attnpick.decide.decision import choose
 from tests.conftest import tiny_model
 from tests.machines import machine
 
@@ -169,7 +169,7 @@ def test_rejects_softcap_and_sinks(reference):
 
 
 def test_decision_rejects_softcap_and_sinks_models():
-    from attnpick.facts import ModelFacts
+    from attnpick.decide.facts import ModelFacts
 
     gpu = machine("linux", "RTX4090", xformers="0.0.33")
     softcap = choose(gpu, model_facts=ModelFacts(head_dim=128, softcapping=30.0)).candidate("xformers")

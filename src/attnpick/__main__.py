@@ -1,3 +1,3 @@
-from attnpick.cli import main
+from attnpick.cli.main import main
 
 raise SystemExit(main())

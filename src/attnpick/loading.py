@@ -1,27 +1,36 @@
 """`load_model()`: the front door. Validate the request, prepare the model, probe the machine, decide (the
 guide's order or `--policy measured`; under torchrun, agreed by every rank), then hand the decision to the proven
-chain (`attnpick.chain`)."""
+chain (`attnpick.load.chain`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import Any
 
-from attnpick import distributed, settings, tiny
-from attnpick.catalog import BACKEND_NAMES
-from attnpick.chain import LoadOptions, LoadReport, load_with
-from attnpick.decision import Decision, Request, choose, reject
+from attnpick import settings
+from attnpick.backends.registry import BACKEND_NAMES
+from attnpick.decide.decision import Decision, Request, choose, reject
+from attnpick.decide.facts import EnvFacts
+from attnpick.decide.probe import collect_facts
 from attnpick.errors import UsageError
-from attnpick.facts import EnvFacts
-from attnpick.models import DEFAULT_MAX_SEQ_LENGTH, MAX_SEQ_LENGTH_LIMIT, MODEL_HELP, Prepared, dtype_name, prepare
-from attnpick.options import option
-from attnpick.policy import measured_decision
-from attnpick.probe import collect_facts
-from attnpick.quantization import require_bitsandbytes
+from attnpick.load import distributed
+from attnpick.load.chain import LoadOptions, LoadReport, load_with
+from attnpick.load.quantization import require_bitsandbytes
+from attnpick.measure.policy import measured_decision
+from attnpick.measure.verdicts import parity_failures
+from attnpick.model import tiny
+from attnpick.model.resolve import (
+    DEFAULT_MAX_SEQ_LENGTH,
+    MAX_SEQ_LENGTH_LIMIT,
+    MODEL_HELP,
+    Prepared,
+    dtype_name,
+    prepare,
+)
 from attnpick.settings import BACKEND_ENV, disabled_backends
 from attnpick.settings import backend as backend_from_env
-from attnpick.subproc import SMOKE_TIMEOUT_S, check_timeout
-from attnpick.verdicts import parity_failures
+from attnpick.util.options import option
+from attnpick.util.subproc import SMOKE_TIMEOUT_S, check_timeout
 
 POLICIES = ("auto", "measured")
 
@@ -125,7 +134,7 @@ def load_model(
         dtype: None for the device's best (bf16 on Ampere+, fp16 on older GPUs, fp32 on CPU), or a dtype.
         load_in_4bit: bitsandbytes NF4 quantization (QLoRA). Needs bitsandbytes; never silently skipped.
         trust_remote_code: allow the repository's own code, only when no native class exists.
-        backend: "auto" (or None) or one backend name (see `attnpick.catalog.BACKEND_NAMES`); when auto,
+        backend: "auto" (or None) or one backend name (see `attnpick.backends.registry.BACKEND_NAMES`); when auto,
             $ATTNPICK_BACKEND applies if set.
         token, revision: for a hub id not yet in the local cache (passed to huggingface_hub).
         facts: facts of this machine (probed when None).

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.gpu
 
 @pytest.fixture(scope="module")
 def facts():
-    from attnpick.probe import collect_facts
+    from attnpick.decide.probe import collect_facts
 
     facts = collect_facts(fresh=True)
     if facts.package("kernels").version is None:
@@ -20,9 +20,9 @@ def facts():
 
 @pytest.mark.parametrize("backend", ["flash_attention_2", "flash_attention_3"])
 def test_hub_kernel_loads_confirms_and_matches_eager(facts, backend):
-    from attnpick.decision import Request, choose
+    from attnpick.decide.decision import Request, choose
     from attnpick.loading import load_model
-    from attnpick.parity import verify
+    from attnpick.measure.parity import verify
 
     cand = choose(facts, Request.from_names(backend, "bfloat16")).candidate(backend)
     if cand.provider != "hub":

@@ -46,8 +46,8 @@ def test_function_parity_forward_backward(xformers_ops, dtype, atol):
 def test_tiny_exaone_with_xformers_matches_eager_in_bf16(xformers_ops):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from attnpick import exaone, tiny
     from attnpick.backends.xformers import register_xformers
+    from attnpick.model import exaone, tiny
 
     register_xformers()
     folder = exaone.converted_folder(tiny.ensure())

@@ -59,8 +59,8 @@ def test_unsloth_loads_tiny_exaone_and_trains_a_lora_step(four_bit):
 
 
 PLAN = """
-    from attnpick.decision import Candidate, Decision
-    from attnpick.probe import collect_facts
+    from attnpick.decide.decision import Candidate, Decision
+    from attnpick.decide.probe import collect_facts
     facts = collect_facts()
     # The chain as a GPU machine would run it: unsloth first, sdpa next.
     plan = Decision(chosen="unsloth", mode="auto", dtype="float32",

@@ -1,8 +1,8 @@
 """`Backend`: everything attnpick knows about one attention backend, in one frozen object.
 
-Each file in `attnpick/backends/` exports one `BACKEND` (pinned SDPA: one per kernel) and `attnpick.catalog` lists
-them in order. Requirements are data read by one generic checker (`attnpick.decision.assess`); behaviour is a few
-hooks, each optional:
+Each file in `attnpick/backends/` exports one `BACKEND` (pinned SDPA: one per kernel) and
+`attnpick.backends.registry` lists them in order. Requirements are data read by one generic checker
+(`attnpick.decide.decision.assess`); behaviour is a few hooks, each optional:
 
 - `register()`: add the backend's attention function (and mask function) to transformers' interfaces;
 - `load(folder, max_seq_length, dtype, load_in_4bit)`: for a model loader (`kind="loader"`, Unsloth) that builds the
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from attnpick.facts import EnvFacts
+    from attnpick.decide.facts import EnvFacts
 
 DTYPES: tuple[str, ...] = ("bfloat16", "float16", "float32")
 HALF = frozenset({"bfloat16", "float16"})

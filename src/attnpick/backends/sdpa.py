@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from attnpick.backends.base import Backend
 
 if TYPE_CHECKING:
-    from attnpick.facts import EnvFacts
+    from attnpick.decide.facts import EnvFacts
 
 
 def _note(facts: EnvFacts) -> str | None:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from attnpick.backends.base import HALF, Backend, kernel_inputs, refuse_softcap_and_sinks
 
 if TYPE_CHECKING:
-    from attnpick.facts import EnvFacts
+    from attnpick.decide.facts import EnvFacts
 
 NAME = "torch_varlen"
 

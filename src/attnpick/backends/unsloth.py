@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from attnpick.backends.base import GPU_TYPES, Backend
 
 if TYPE_CHECKING:
-    from attnpick.facts import EnvFacts
+    from attnpick.decide.facts import EnvFacts
 
 # Functions Unsloth replaces on import or on load; any of them living outside transformers means patched.
 _PATCH_POINTS = (

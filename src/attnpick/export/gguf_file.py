@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from attnpick import exaone, files
 from attnpick.errors import UsageError
 from attnpick.export.merged import Progress, merged_state_dict, original_config
+from attnpick.model import exaone
+from attnpick.util import files
 
 WRITTEN_HERE = ("f32", "f16", "bf16", "q8_0")
 BY_LLAMA_CPP = ("q4_k_m", "q5_k_m", "q4_k_s", "q5_k_s", "q6_k", "q3_k_m", "q3_k_s", "q3_k_l", "q2_k",

@@ -21,9 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from attnpick import exaone, files
 from attnpick.errors import UsageError
-from attnpick.model_info import read_config
+from attnpick.model import exaone
+from attnpick.model.config import read_config
+from attnpick.util import files
 
 SAVE_METHODS = ("merged_16bit", "merged_4bit", "lora")
 SIDE_FILES = ("generation_config.json",)

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from attnpick import adapters, files
 from attnpick.errors import UsageError
-from attnpick.export import gguf_file, merged
-from attnpick.models import MAX_SEQ_LENGTH_LIMIT
-from attnpick.options import option, whole
+from attnpick.export import adapters, gguf_file, merged
+from attnpick.model.resolve import MAX_SEQ_LENGTH_LIMIT
+from attnpick.util import files
+from attnpick.util.options import option, whole
 
 FORMATS = ("merged", "gguf")
 

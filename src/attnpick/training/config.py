@@ -1,18 +1,18 @@
 """`TrainConfig`: every option of `attnpick train`, with its help line, in one place. The CLI builds its
-options from these fields (`attnpick.cli`), the library takes them as keyword arguments, and `validate()`
+options from these fields (`attnpick.cli.main`), the library takes them as keyword arguments, and `validate()`
 refuses a bad value before anything is loaded or written."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from attnpick import tiny
-from attnpick.catalog import DTYPES
+from attnpick.backends.registry import DTYPES
 from attnpick.errors import UsageError
-from attnpick.models import MAX_SEQ_LENGTH_LIMIT
-from attnpick.options import finite, option, whole
+from attnpick.model import tiny
+from attnpick.model.resolve import MAX_SEQ_LENGTH_LIMIT
 from attnpick.training.data import DEFAULT as DEFAULT_DATA
 from attnpick.training.data import TRUNCATE, parse_columns
+from attnpick.util.options import finite, option, whole
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 PACKING = ("auto", "on", "off")

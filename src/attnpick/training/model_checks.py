@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from attnpick import files
 from attnpick.errors import UsageError, first_line
+from attnpick.util import files
 
 SAMPLE = [{"role": "system", "content": "짧게 답하세요."}, {"role": "user", "content": "안녕하세요?"},
           {"role": "assistant", "content": "안녕하세요!"}]

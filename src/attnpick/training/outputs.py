@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from attnpick import files, plots
 from attnpick.errors import UsageError
 from attnpick.training.trainer import COMPLETE, checkpoint_step, latest_complete_checkpoint
+from attnpick.util import files, plots
 
 logger = logging.getLogger(__name__)
 

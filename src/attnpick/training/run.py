@@ -13,21 +13,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from attnpick import adapters, distributed
-from attnpick.catalog import loader_api
-from attnpick.chain import LoadReport
+from attnpick.backends.registry import loader_api
 from attnpick.errors import UsageError
-from attnpick.files import DiskFullError, is_disk_full
+from attnpick.export import adapters
+from attnpick.load import distributed
+from attnpick.load.chain import LoadReport
+from attnpick.load.lora import attach_lora, check_target_modules
 from attnpick.loading import load_model
-from attnpick.lora import attach_lora, check_target_modules
-from attnpick.model_info import check_context
-from attnpick.models import Prepared, linear_layer_names, prepare
+from attnpick.model.config import check_context
+from attnpick.model.resolve import Prepared, linear_layer_names, prepare
 from attnpick.training.config import TrainConfig
 from attnpick.training.data import DataStats, drop_warnings, examples_of, load_examples, parse_columns, validate
 from attnpick.training.model_checks import check_chat_template, folder_chat_template, read_chat_template
 from attnpick.training.outputs import prepare_output, release, write_reports
 from attnpick.training.packing import PackingVerdict, decide_packing, packing_check
 from attnpick.training.trainer import TokenCounter, latest_complete_checkpoint, trainer_classes
+from attnpick.util.files import DiskFullError, is_disk_full
 
 logger = logging.getLogger(__name__)
 PROBE_TEXT = "[|user|]서울은 어떤 곳인가요?\n[|assistant|]"

@@ -15,8 +15,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from attnpick import files
 from attnpick.errors import UsageError, first_line
+from attnpick.util import files
 
 DEFAULT = "embedded"  # the default dataset shipped with attnpick (data/default_sft.jsonl)
 

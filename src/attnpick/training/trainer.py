@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from attnpick import files
+from attnpick.util import files
 
 COMPLETE = "attnpick-complete.json"
 

@@ -1,0 +1,110 @@
+"""`attnpick chat`: talk to a run, a saved adapter or a model, loaded through the proven chain (4-bit as it was
+trained; a plain model in 4-bit, as `attnpick train` loads it), with the model's own chat template.
+
+One answer with `prompt`; otherwise a conversation: each line read is a user turn, the answer is streamed as it is
+generated and stays in the history; `/reset` starts over, `/exit` (or the end of input) stops. `converse` takes
+the reading and writing as functions, so a terminal, a pipe and a test drive the same loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from attnpick.errors import UsageError
+from attnpick.export import adapters
+from attnpick.model import tiny
+from attnpick.model.resolve import MAX_SEQ_LENGTH_LIMIT
+from attnpick.util.options import finite, option, whole
+
+RESET, EXIT = "/reset", "/exit"
+
+
+@dataclass
+class ChatConfig:
+    """Every option of `attnpick chat`; `validate()` refuses bad input before anything loads."""
+
+    model: str = option(tiny.NAME, "a run folder of 'attnpick train', a saved adapter folder, or a model",
+                        positional=True)
+    prompt: str | None = option(None, "one message: print the answer and stop (default: a conversation)",
+                                metavar="TEXT")
+    system: str | None = option(None, "a system message before the conversation", metavar="TEXT")
+    max_new_tokens: int = option(256, "longest answer in tokens", metavar="N")
+    temperature: float = option(0.7, "sampling temperature; 0 picks the most likely token (greedy)", metavar="T",
+                                type=float)
+    backend: str = option("auto", "attention backend: auto (default) or one name from 'attnpick doctor'",
+                          kind="backend")
+    load_in_4bit: bool = option(True, "load the model in full precision, not 4-bit (a run loads as it trained "
+                                "unless this is given)", flag="--no-4bit", action="store_false")
+    max_seq_length: int = option(2048, "the context the model is loaded for (the conversation is cut to it)",
+                                 metavar="N")
+
+    def validate(self) -> None:
+        whole(self.max_new_tokens, "--max-new-tokens", 1)
+        whole(self.max_seq_length, "--max-seq-length", 8, MAX_SEQ_LENGTH_LIMIT)
+        finite(self.temperature, "--temperature", low=0.0)
+        if self.prompt is not None and not self.prompt.strip():
+            raise UsageError("--prompt is empty: give the message, e.g. --prompt \"서울은 어떤 곳인가요?\".")
+        adapters.locate(self.model)  # an unfinished run folder is refused now
+
+    def load(self) -> tuple[Any, Any, Any]:
+        """(model, tokenizer, LoadReport), ready to generate."""
+        self.validate()
+        model, tokenizer, report = adapters.load_trained(
+            self.model, self.max_seq_length, load_in_4bit=None if self.load_in_4bit else False, trainable=False,
+            backend=self.backend)
+        if not getattr(tokenizer, "chat_template", None):
+            raise UsageError(f"{self.model}'s tokenizer has no chat template. Chat with an instruction-tuned model, "
+                             "or save one with get_chat_template(tokenizer, ...) and tokenizer.save_pretrained.")
+        model.eval()
+        return model, tokenizer, report
+
+
+def answer(model: Any, tokenizer: Any, messages: list[dict[str, str]], config: ChatConfig,
+           write: Callable[[str], None]) -> str:
+    """Generate the assistant's next turn for `messages`, writing it piece by piece as it comes; returns it."""
+    import torch
+    from transformers import TextStreamer
+
+    class _Stream(TextStreamer):  # type: ignore[misc]
+        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+            write(text)
+
+    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                           return_dict=True)
+    inputs = {k: v[:, -config.max_seq_length:].to(model.device) for k, v in inputs.items()}
+    sampling = {"do_sample": True, "temperature": config.temperature} if config.temperature > 0 else \
+        {"do_sample": False}
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=config.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                             streamer=_Stream(tokenizer, skip_prompt=True, skip_special_tokens=True), **sampling)
+    return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
+def opening(config: ChatConfig) -> list[dict[str, str]]:
+    """The messages a conversation starts from: the system message, when one is given."""
+    return [{"role": "system", "content": config.system}] if config.system else []
+
+
+def converse(model: Any, tokenizer: Any, config: ChatConfig, read: Callable[[], str | None],
+             write: Callable[[str], None]) -> int:
+    """The conversation: `read()` gives the next user line (None at the end of input); returns the answers given."""
+    start = opening(config)
+    messages = list(start)
+    answers = 0
+    while True:
+        line = read()
+        if line is None or line.strip() == EXIT:
+            return answers
+        text = line.strip()
+        if not text:
+            continue
+        if text == RESET:
+            messages = list(start)
+            write("(conversation reset)\n")
+            continue
+        messages.append({"role": "user", "content": text})
+        messages.append({"role": "assistant", "content": answer(model, tokenizer, messages, config, write)})
+        write("\n")
+        answers += 1

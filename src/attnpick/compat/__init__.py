@@ -1,0 +1,1 @@
+"""The Unsloth-compatible API: FastLanguageModel, chat templates, TRL's keywords, precision."""

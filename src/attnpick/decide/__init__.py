@@ -1,0 +1,1 @@
+"""Facts, the probe and the pure decision."""

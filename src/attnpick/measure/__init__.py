@@ -1,0 +1,1 @@
+"""Parity, benchmarks and the measured policy."""

@@ -1,0 +1,1 @@
+"""A model before loading: its name resolved, its config read, EXAONE's names, tiny-exaone."""

@@ -1,0 +1,1 @@
+"""Small shared pieces: child processes, caches, files, plots, options."""
