@@ -430,17 +430,18 @@ def test_a_bad_local_rank_is_refused_like_an_option(monkeypatch):
 
 # --- the kernel bench times what it credits -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("impl", ["flex_attention", "eager"])
-def test_every_kernel_row_is_causal(impl):
+@pytest.mark.parametrize("backend", ["flex_attention", "eager"])
+def test_every_kernel_row_is_causal(backend):
     """A row is credited causal FLOPs (half the full count): FlexAttention with no mask attends to every key, so
     its row gets a causal BlockMask."""
-    from attnpick.measure._bench_child import causal_mask
+    from attnpick.measure._bench_child import attention_call
 
-    mask = causal_mask(impl, 256, torch.device("cpu"), torch.float32)
-    if impl == "flex_attention":  # a BlockMask's dense form is per 128-token block: ask its mask function
+    _, mask = attention_call(backend, backend, 256, torch.device("cpu"), torch.float32)
+    if backend == "flex_attention":  # a BlockMask's dense form is per 128-token block: ask its mask function
         rows, cols = torch.meshgrid(torch.arange(256), torch.arange(256), indexing="ij")
         allowed = mask.mask_mod(0, 0, rows, cols)
     else:
         allowed = mask[0, 0] == 0
     assert torch.equal(allowed, torch.ones(256, 256, dtype=torch.bool).tril())
-    assert causal_mask("sdpa", 256, torch.device("cpu"), torch.float32) is None  # causal through is_causal
+    ensure_registered("sdpa")
+    assert attention_call("sdpa", "sdpa", 256, torch.device("cpu"), torch.float32)[1] is None  # causal via is_causal

@@ -92,12 +92,12 @@ def test_the_loader_skips_a_backend_that_failed_parity(facts, monkeypatch, tmp_p
     from transformers import AttentionInterface
 
     monkeypatch.setenv("ATTNPICK_CACHE_DIR", str(tmp_path))
-    original = AttentionInterface._global_mapping["sdpa"]
-    AttentionInterface._global_mapping["sdpa"] = ignore_padding
+    original = AttentionInterface()["sdpa"]
+    AttentionInterface.register("sdpa", ignore_padding)
     try:
         report = parity.verify("tiny-exaone", backends=["sdpa"], facts=facts)
     finally:
-        AttentionInterface._global_mapping["sdpa"] = original
+        AttentionInterface.register("sdpa", original)
     assert not report.ok
     _, _, loaded = load_model("tiny-exaone", facts=facts)
     sdpa = next(a for a in loaded.attempts if a.backend == "sdpa")

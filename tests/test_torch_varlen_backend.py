@@ -91,8 +91,8 @@ def test_registered_in_both_interfaces():
     from transformers.masking_utils import AttentionMaskInterface, flash_attention_mask
 
     ensure_registered("torch_varlen")
-    assert AttentionInterface._global_mapping["torch_varlen"] is tv.varlen_attention_forward
-    assert AttentionMaskInterface._global_mapping["torch_varlen"] is flash_attention_mask
+    assert AttentionInterface()["torch_varlen"] is tv.varlen_attention_forward
+    assert AttentionMaskInterface()["torch_varlen"] is flash_attention_mask
     assert "flash" not in CATALOG["torch_varlen"].hf_name  # transformers would take it for a hub kernel
 
 

@@ -87,8 +87,8 @@ def test_registered_in_both_interfaces():
     from transformers.masking_utils import AttentionMaskInterface
 
     xf.register_xformers()
-    assert AttentionInterface._global_mapping["xformers"] is xf.xformers_attention_forward
-    assert AttentionMaskInterface._global_mapping["xformers"] is xf.xformers_mask
+    assert AttentionInterface()["xformers"] is xf.xformers_attention_forward
+    assert AttentionMaskInterface()["xformers"] is xf.xformers_mask
 
 
 def test_decision_rejects_xformers_without_cuda():

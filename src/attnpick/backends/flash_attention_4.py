@@ -3,7 +3,8 @@ which installs `flash_attn.cute`), or the kernels hub's `kernels-community/flash
 
 from __future__ import annotations
 
-from attnpick.backends.base import HALF, Backend
+from attnpick.backends.base import HALF, Backend, HubBuild
+from attnpick.decide.facts import HubKernel
 
 BACKEND = Backend(
     name="flash_attention_4",
@@ -14,5 +15,5 @@ BACKEND = Backend(
     devices=frozenset({"cuda"}),
     min_capability=(9, 0),
     dtypes=HALF,
-    hub=True,
+    hub=HubBuild(HubKernel("kernels-community/flash-attn4", 0, ("cuda",))),
 )

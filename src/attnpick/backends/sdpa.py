@@ -15,4 +15,4 @@ def _note(facts: EnvFacts) -> str | None:
     return "SDPA kernels in this torch build: " + ", ".join(facts.sdpa_kernels) if facts.sdpa_kernels else None
 
 
-BACKEND = Backend(name="sdpa", title="PyTorch SDPA", hf_name="sdpa", note=_note)
+BACKEND = Backend(name="sdpa", title="PyTorch SDPA", hf_name="sdpa", note=_note, picks_kernel_at_run_time=True)

@@ -37,6 +37,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from attnpick.backends.base import HALF, Backend, kernel_inputs, refuse_softcap_and_sinks
+from attnpick.util.versions import at_least
 
 if TYPE_CHECKING:
     from attnpick.decide.facts import EnvFacts
@@ -216,19 +217,10 @@ def register_varlen() -> None:
 
 
 def _note(facts: EnvFacts) -> str | None:
-    if facts.torch and _release(facts.torch) < (2, 12):
+    if facts.torch and not at_least(facts.torch, "2.12"):
         return (f"torch {facts.torch}'s varlen_attn has no GQA: for GQA models key/value are repeated to the query "
                 "heads (a copy per layer); torch >= 2.12 passes them as they are")
     return None
-
-
-def _release(version: str) -> tuple[int, ...]:
-    from packaging.version import InvalidVersion, Version
-
-    try:
-        return Version(version.partition("+")[0]).release[:2]
-    except InvalidVersion:
-        return (0,)
 
 
 BACKEND = Backend(

@@ -12,10 +12,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from attnpick.backends.base import GPU_TYPES, Backend
+from attnpick.backends.base import GPU_TYPES, Backend, InstallHint
 
 if TYPE_CHECKING:
     from attnpick.decide.facts import EnvFacts
+
+NAME = "unsloth"
 
 # Functions Unsloth replaces on import or on load; any of them living outside transformers means patched.
 _PATCH_POINTS = (
@@ -68,7 +70,7 @@ def load_unsloth(folder: Path, max_seq_length: int, dtype: str, load_in_4bit: bo
     return model, tokenizer, unsloth_kernel_in_process()
 
 
-def inner_kernel(facts: EnvFacts) -> str:
+def loader_kernel(facts: EnvFacts) -> str:
     """The attention Unsloth itself dispatches to on `facts` (its `models/_utils.py`): flash-attn on sm80+ (or ROCm),
     else xformers, else SDPA."""
     device = facts.device
@@ -87,6 +89,13 @@ def api() -> Any:
     return FastLanguageModel
 
 
+def _install_hints(facts: EnvFacts, missing: frozenset[str]) -> tuple[InstallHint, ...]:
+    if NAME not in missing:
+        return ()
+    return (InstallHint(NAME, "pip install unsloth", "Unsloth pins its own transformers/trl range; use a separate venv "
+                        "if that clashes.", order=0),)
+
+
 def _note(facts: EnvFacts) -> str | None:
     if facts.device.type == "cpu":
         return "Unsloth's CPU mode: stock transformers + PEFT with sdpa, no Unsloth kernels"
@@ -94,7 +103,7 @@ def _note(facts: EnvFacts) -> str | None:
 
 
 BACKEND = Backend(
-    name="unsloth",
+    name=NAME,
     title="Unsloth",
     hf_name=None,
     kind="loader",
@@ -107,6 +116,8 @@ BACKEND = Backend(
     cpu_mode_forced_only=True,
     load=load_unsloth,
     note=_note,
-    inner_kernel=inner_kernel,
+    loader_kernel=loader_kernel,
+    patched=transformers_patched,
+    install_hints=_install_hints,
     api=api,
 )

@@ -29,9 +29,13 @@ stable ABI and one build serves every later torch (its CHANGELOG; 0.0.35's wheel
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from attnpick.backends.base import Backend, kernel_inputs, refuse_softcap_and_sinks
+from attnpick.backends.base import Backend, InstallHint, kernel_inputs, refuse_softcap_and_sinks
+from attnpick.util.versions import at_least, release
+
+if TYPE_CHECKING:
+    from attnpick.decide.facts import EnvFacts
 
 NAME = "xformers"
 
@@ -170,50 +174,35 @@ def register_xformers() -> None:
 def release_for(torch_version: str | None) -> str | None:
     """The xformers release whose wheels run on this torch: the one built for it, else (torch >= 2.10) the stable-ABI
     release; None for a torch no release was built for."""
-    base = _base(torch_version or "")
+    base = release(torch_version)
     if base is None:
         return None
-    for release, built_for in BUILT_FOR_TORCH.items():
-        if _base(built_for) == base:
-            return release
-    return STABLE_ABI_RELEASE if base >= _base(BUILT_FOR_TORCH[STABLE_ABI_RELEASE]) else None  # type: ignore[operator]
+    for name, built_for in BUILT_FOR_TORCH.items():
+        if release(built_for) == base:
+            return name
+    return STABLE_ABI_RELEASE if at_least(torch_version, BUILT_FOR_TORCH[STABLE_ABI_RELEASE]) else None
 
 
 def runs_on(xformers_version: str, built_for: str, torch_version: str) -> bool:
     """Whether an xformers build made for torch `built_for` runs on `torch_version`: the same release before 0.0.34,
     that release or any later one from 0.0.34 (PyTorch's stable ABI)."""
-    from packaging.version import InvalidVersion, Version
-
-    have, made = _base(torch_version), _base(built_for)
+    have, made = release(torch_version), release(built_for)
     if have is None or made is None:
         return True  # nothing to compare: the smoke run decides
-    try:
-        stable = Version(xformers_version) >= Version(STABLE_ABI_FROM)
-    except InvalidVersion:
-        stable = False
-    return have >= made if stable else have == made
+    return have >= made if at_least(xformers_version, STABLE_ABI_FROM) else have == made
 
 
 def install_command(torch_version: str | None, cuda: str | None) -> str:
     """The pip command that installs an xformers build this torch accepts, without replacing torch: the release made
     for it (the stable-ABI release for torch >= 2.10), from the PyTorch index of its CUDA flavour where that index
     carries xformers."""
-    release = release_for(torch_version)
-    pin = f"xformers=={release}" if release else "xformers"
+    pinned = release_for(torch_version)
+    pin = f"xformers=={pinned}" if pinned else "xformers"
     local = (torch_version or "").partition("+")[2]  # torch's own CUDA flavour: "cu130"
     tag = local if local.startswith("cu") else "cu" + cuda.replace(".", "") if cuda else ""
     if tag in {"cu" + c.replace(".", "") for c in INDEX_CUDA}:
         return f"pip install --no-deps {pin} --index-url https://download.pytorch.org/whl/{tag}"
     return f"pip install --no-deps {pin}"
-
-
-def _base(version: str) -> Any:
-    from packaging.version import InvalidVersion, Version
-
-    try:
-        return Version(version.partition("+")[0])
-    except InvalidVersion:
-        return None
 
 
 def probe_details() -> dict[str, Any]:
@@ -248,6 +237,22 @@ def probe_details() -> dict[str, Any]:
     return details
 
 
+def _install_hints(facts: EnvFacts, missing: frozenset[str]) -> tuple[InstallHint, ...]:
+    """The guide's Windows advice (prebuilt wheels, no compiler), and on Linux the GPUs FlashAttention-2 does not
+    run on (below compute capability 8.0)."""
+    cap = facts.device.capability_tuple
+    if NAME not in missing or facts.device.type != "cuda":
+        return ()
+    command = install_command(facts.torch, facts.cuda)
+    if facts.os == "windows":
+        return (InstallHint(NAME, command, "Windows: xFormers has prebuilt wheels; --no-deps keeps your torch.",
+                            order=1),)
+    if cap is not None and cap < (8, 0):
+        return (InstallHint(NAME, command, "FlashAttention-2 needs compute capability 8.0; xFormers runs on this GPU.",
+                            order=4),)
+    return ()
+
+
 BACKEND = Backend(
     name=NAME,
     title="xFormers",
@@ -261,6 +266,7 @@ BACKEND = Backend(
     needs_kernels_check=True,
     runs_on_torch=runs_on,
     install=lambda facts: install_command(facts.torch, facts.cuda),
+    install_hints=_install_hints,
     register=register_xformers,
     probe_details=probe_details,
 )

@@ -81,8 +81,8 @@ def summary_line(decision: Decision) -> str:
     if decision.chosen is None:
         return "No backend can run here; see the reasons above."
     line = f"Chosen: {decision.chosen} ({decision.chosen_by}, {decision.dtype})"
-    if decision.unsloth_kernel:
-        line += f"; Unsloth's own attention kernel: {decision.unsloth_kernel}"
+    if decision.loader_kernel:
+        line += f"; Unsloth's own attention kernel: {decision.loader_kernel}"
     return line
 
 
@@ -141,8 +141,8 @@ def print_load_report(console: Console, report: LoadReport) -> None:
         table.add_row(attempt.backend, _OUTCOME[attempt.outcome], f"{attempt.seconds:.1f}s", why)
     console.print(table)
     line = f"Chosen: {report.chosen}"
-    if report.unsloth_kernel:
-        line += f" (Unsloth's kernel: {report.unsloth_kernel})"
+    if report.loader_kernel:
+        line += f" (Unsloth's kernel: {report.loader_kernel})"
     console.print(line, style="bold")
     conf = report.confirmation
     if conf is not None:
@@ -226,7 +226,7 @@ def backend_phrase(load: LoadReport) -> str:
     train, chat and export say it."""
     conf = load.confirmation
     kernel = f" ({conf.kernel_summary()})" if conf is not None and conf.kernel_summary() else ""
-    unsloth = f" (Unsloth kernel {load.unsloth_kernel})" if load.unsloth_kernel else ""
+    unsloth = f" (Unsloth kernel {load.loader_kernel})" if load.loader_kernel else ""
     return f"{load.chosen}{kernel}{unsloth}, {load.dtype}, {load.quantization or 'no quantization'}"
 
 

@@ -168,8 +168,8 @@ class FastLanguageModel:
         report = _report_of(model)
         _check_lora_arguments(r, lora_alpha, lora_dropout, bias, random_state, target_modules)
         targets = LLAMA_PROJECTIONS if target_modules is None else target_modules
-        own = loader_api(report.chosen)
-        if own is not None:  # a model loader (Unsloth) loaded the model: its own get_peft_model
+        loader = None
+        if loader_api(report.chosen) is not None:  # a model loader (Unsloth) loaded the model: its own get_peft_model
             given = {"r": r, "target_modules": targets, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout,
                      "bias": bias, "layers_to_transform": layers_to_transform, "layers_pattern": layers_pattern,
                      "finetune_last_n_layers": finetune_last_n_layers,
@@ -181,8 +181,7 @@ class FastLanguageModel:
             # Only what differs from the defaults: Unsloth's CPU mode (unsloth_zoo) takes fewer keywords.
             defaults = {name: p.default for name, p in inspect.signature(FastLanguageModel.get_peft_model)
                         .parameters.items()}
-            changed = {k: v for k, v in given.items() if not (v is defaults.get(k) or v == defaults.get(k))}
-            peft_model = own.get_peft_model(model, **changed, **kwargs)  # type: ignore[attr-defined]
+            loader = {k: v for k, v in given.items() if not (v is defaults.get(k) or v == defaults.get(k))} | kwargs
         else:
             if qat_scheme is not None or target_parameters is not None:
                 raise UsageError("qat_scheme and target_parameters are Unsloth features; without Unsloth as the "
@@ -192,12 +191,12 @@ class FastLanguageModel:
             if finetune_last_n_layers:
                 layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
                 layers_to_transform = list(range(max(0, layers - finetune_last_n_layers), layers))
-            peft_model = lora.attach_lora(
-                model, r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=targets, bias=bias,
-                use_rslora=use_rslora, loftq_config=loftq_config, seed=random_state,
-                gradient_checkpointing=use_gradient_checkpointing in (True, "unsloth"),
-                layers_to_transform=layers_to_transform, layers_pattern=layers_pattern,
-                modules_to_save=modules_to_save, init_lora_weights=init_lora_weights)
+        peft_model = lora.attach(
+            model, report.chosen, loader, r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+            target_modules=targets, bias=bias, use_rslora=use_rslora, loftq_config=loftq_config, seed=random_state,
+            gradient_checkpointing=use_gradient_checkpointing in (True, "unsloth"),
+            layers_to_transform=layers_to_transform, layers_pattern=layers_pattern, modules_to_save=modules_to_save,
+            init_lora_weights=init_lora_weights)
         adapters.record_base(peft_model, report.model)
         _remember(peft_model, getattr(model, TOKENIZER_ATTR, None), report, use_gradient_checkpointing)
         return peft_model
@@ -366,9 +365,9 @@ def _banner(report: LoadReport) -> None:
     ran = ", ".join(f"{name.rsplit('.', 1)[-1]} x{n}" for name, n in (conf.calls or conf.forwards).items()) \
         if conf else ""
     proof = f"smoke run passed, {ran} over {conf.layers} layers" if conf and conf.ok else "smoke run passed"
-    if not report.unsloth_kernel and conf and conf.kernel_summary():
+    if not report.loader_kernel and conf and conf.kernel_summary():
         proof = f"{conf.kernel_summary()}; {proof}"
-    kernel = f" (Unsloth's kernel: {report.unsloth_kernel})" if report.unsloth_kernel else ""
+    kernel = f" (Unsloth's kernel: {report.loader_kernel})" if report.loader_kernel else ""
     quant = "4-bit NF4" if report.quantization else "no quantization"
     ruled_out = "; ".join(f"{a.backend} [{a.reasons[0].code}]" for a in report.attempts
                           if a.outcome != "loaded" and a.reasons)

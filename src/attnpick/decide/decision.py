@@ -14,9 +14,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import InvalidVersion, Version
-
+from attnpick.backends.base import Provider
 from attnpick.backends.registry import (
     BACKEND_NAMES,
     CATALOG,
@@ -31,6 +29,7 @@ from attnpick.backends.registry import (
 )
 from attnpick.decide.facts import EnvFacts, HubKernel, ModelFacts, PackageFacts
 from attnpick.errors import NoBackendError, UsageError, first_line
+from attnpick.util.versions import at_least, in_range
 
 Verdict = Literal["accepted", "rejected", "eligible"]
 
@@ -138,7 +137,7 @@ class Decision:
     dtype: str
     candidates: tuple[Candidate, ...]
     install_hints: tuple[InstallHint, ...] = ()
-    unsloth_kernel: str | None = None
+    loader_kernel: str | None = None  # the attention kernel a chosen model loader (Unsloth) dispatches to
     chosen_by: str = "auto"
     model_facts: ModelFacts | None = field(default=None, compare=False)
 
@@ -159,8 +158,8 @@ class Decision:
             "candidates": [c.to_dict() for c in self.candidates],
             "install_hints": [h.to_dict() for h in self.install_hints],
         }
-        if self.unsloth_kernel is not None:
-            out["unsloth_kernel"] = self.unsloth_kernel
+        if self.loader_kernel is not None:
+            out["loader_kernel"] = out["unsloth_kernel"] = self.loader_kernel  # the older key kept as an alias
         if self.model_facts is not None:
             out["model"] = self.model_facts.to_dict()
         return out
@@ -188,9 +187,6 @@ def default_dtype(facts: EnvFacts) -> str:
     if device.type == "mps":
         return "float16"
     return "float32"
-
-
-Provider = Literal["package", "hub", "torch"]
 
 
 @dataclass(frozen=True)
@@ -246,7 +242,7 @@ def _request_reasons(spec: Backend, facts: EnvFacts, request: Request) -> list[R
                               f"--backend {spec.name}"))
     if facts.torch is None:
         reasons.append(Reason("torch_missing", "need torch installed, have none", "pip install torch"))
-    elif spec.min_torch and _version(facts.torch) < Version(spec.min_torch):
+    elif spec.min_torch and not at_least(facts.torch, spec.min_torch):
         reasons.append(Reason("torch_too_old", f"need torch >= {spec.min_torch}, have {facts.torch}",
                               f"pip install -U 'torch>={spec.min_torch}'"))
     return reasons
@@ -268,16 +264,9 @@ def _device_reasons(spec: Backend, facts: EnvFacts, request: Request, devices: C
 
 def _hardware_reasons(spec: Backend, facts: EnvFacts, request: Request, dtype: str,
                       model_facts: ModelFacts | None) -> list[Reason]:
-    reasons: list[Reason] = []
     device = facts.device
     cap = device.capability_tuple if device.type == "cuda" else None
-    if cap is not None:
-        if spec.min_capability and cap < spec.min_capability:
-            reasons.append(Reason("capability_too_low",
-                                  f"need compute capability >= {_cap(spec.min_capability)}, have {_cap(cap)}"))
-        if spec.capability_majors and cap[0] not in spec.capability_majors:
-            majors = " or ".join(f"{m}.x" for m in sorted(spec.capability_majors))
-            reasons.append(Reason("capability_unsupported", f"need compute capability {majors}, have {_cap(cap)}"))
+    reasons = [Reason(code, message) for code, message in spec.capability_reasons(cap)]
     if dtype not in spec.dtypes:
         reasons.append(Reason("dtype_unsupported",
                               f"need dtype {' or '.join(sorted(spec.dtypes))}, have {dtype}", "--dtype bfloat16"))
@@ -391,15 +380,22 @@ def choose(facts: EnvFacts, request: Request | None = None, model_facts: ModelFa
         dtype=dtype,
         candidates=tuple(candidates),
         install_hints=tuple(hints),
-        unsloth_kernel=_inner_kernel(facts, chosen),
+        loader_kernel=_loader_kernel(facts, chosen),
         model_facts=model_facts,
     )
 
 
-def _inner_kernel(facts: EnvFacts, chosen: str | None) -> str | None:
+def _loader_kernel(facts: EnvFacts, chosen: str | None) -> str | None:
     """The attention kernel a chosen model loader dispatches to (Unsloth's), else None."""
     spec = CATALOG.get(chosen or "")
-    return spec.inner_kernel(facts) if spec is not None and spec.inner_kernel is not None else None
+    return spec.loader_kernel(facts) if spec is not None and spec.loader_kernel is not None else None
+
+
+def assess_one(backend: str, facts: EnvFacts, dtype: str, model_facts: ModelFacts | None = None,
+               training: bool = True, origin: str = "check") -> Candidate:
+    """This backend, on these facts, in this dtype, for this model: its verdict as a forced request gets it (every
+    reason when it cannot run, else how it runs: provider and `attn_implementation`)."""
+    return choose(facts, Request(backend, dtype, training, origin=origin), model_facts).candidate(backend)
 
 
 def _reordered(decision: Decision, candidates: Sequence[Candidate], chosen_by: str | None = None) -> Decision:
@@ -412,8 +408,8 @@ def _reordered(decision: Decision, candidates: Sequence[Candidate], chosen_by: s
             chosen = chosen or cand.backend
             cand = replace(cand, verdict=verdict)
         out.append(cand)
-    kernel = decision.unsloth_kernel if chosen and CATALOG[chosen].is_loader else None
-    return replace(decision, chosen=chosen, candidates=tuple(out), unsloth_kernel=kernel,
+    kernel = decision.loader_kernel if chosen and CATALOG[chosen].is_loader else None
+    return replace(decision, chosen=chosen, candidates=tuple(out), loader_kernel=kernel,
                    chosen_by=chosen_by or decision.chosen_by)
 
 
@@ -484,7 +480,7 @@ def _package_reasons(spec: Backend, facts: EnvFacts) -> list[Reason]:
     if pkg.version is None:
         return [Reason("not_installed", f"need {dist} installed, have none", f"pip install {dist}")]
     reasons: list[Reason] = []
-    if spec.versions and not _in_range(pkg.version, spec.versions):
+    if spec.versions and not in_range(pkg.version, spec.versions):
         reasons.append(Reason("version_unsupported", f"need {dist} {spec.versions}, have {pkg.version}",
                               f"pip install '{dist}{spec.versions}'"))
     if pkg.importable is False:
@@ -528,7 +524,7 @@ def _kernels_reasons(facts: EnvFacts, title: str) -> list[Reason]:
         error = first_line(pkg.error, last=True) or "unknown error"
         return [Reason("kernels_not_importable", f"need kernels to import, have an import error: {error}",
                        f"pip install --force-reinstall {kernels_command(facts).removeprefix('pip install ')}")]
-    if facts.hub.kernels_range and not _in_range(pkg.version, facts.hub.kernels_range):
+    if facts.hub.kernels_range and not in_range(pkg.version, facts.hub.kernels_range):
         transformers = facts.package("transformers").version or "installed"
         return [Reason("kernels_version_unsupported", f"need kernels{facts.hub.kernels_range} (what "
                        f"transformers {transformers} loads hub kernels with), have {pkg.version}",
@@ -542,20 +538,6 @@ def _kernels_usable(facts: EnvFacts) -> bool:
 
 def _have_device(facts: EnvFacts) -> str:
     return _DEVICE_WORDS[facts.device.type] + (f" ({facts.device.name})" if facts.device.name else "")
-
-
-def _in_range(version: str, spec: str) -> bool:
-    try:
-        return Version(version) in SpecifierSet(spec)
-    except (InvalidVersion, InvalidSpecifier):
-        return False
-
-
-def _version(text: str) -> Version:
-    try:
-        return Version(text.partition("+")[0])
-    except InvalidVersion:
-        return Version("0")
 
 
 def _cap(cap: tuple[int, int]) -> str:

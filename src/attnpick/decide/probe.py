@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from attnpick.backends.registry import HUB_KERNELS, ISOLATED, PROBED_MODULES, hub_kernel
+from attnpick.backends.registry import CATALOG, HUB_BACKENDS, ISOLATED, PROBED_MODULES, hub_kernel
 from attnpick.decide.facts import DeviceFacts, EnvFacts, HubFacts, HubKernel, PackageFacts, normalize_os
 from attnpick.settings import HIDE_ENV, hidden_packages  # noqa: F401 - HIDE_ENV: the name tests and docs use
 from attnpick.util import cache
@@ -123,7 +123,7 @@ def hub_facts(packages: dict[str, PackageFacts], device: DeviceFacts, torch_vers
                        flash_kernels=table, local=local_kernels())
     so_far = EnvFacts(os=os_name(), python="", torch=torch_version, cuda=None,  # type: ignore[arg-type]
                       device=device, packages=packages, hub=partial)
-    needed = [k for k in (hub_kernel(so_far, name) for name in HUB_KERNELS) if k and k.builds_for(device.type)]
+    needed = [k for k in (hub_kernel(so_far, name) for name in HUB_BACKENDS) if k and k.builds_for(device.type)]
     cached = {k.repo: versions for k in needed if (versions := cached_kernel_versions(k.repo))}
     hub = replace(partial, cached=cached)
     kernels = packages.get("kernels", PackageFacts())
@@ -143,7 +143,8 @@ def _flash_kernels(table: Any) -> dict[str, HubKernel]:
             continue
         devices = entry.get("devices")
         if devices is None:
-            default = HUB_KERNELS.get(impl)
+            build = CATALOG[impl].hub if impl in CATALOG else None
+            default = build.kernel if build is not None else None
             devices = default.devices if default and default.repo == entry["repo"] else ()
         out[impl] = HubKernel(entry["repo"], entry.get("version"), tuple(devices))
     return out

@@ -14,8 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from attnpick.backends.registry import CATALOG, ensure_registered, is_loader
-from attnpick.backends.unsloth import transformers_patched
+from attnpick.backends.registry import CATALOG, ensure_registered, is_loader, patched_in_process
 from attnpick.decide.decision import Candidate, Decision, RankDifference, Reason
 from attnpick.decide.facts import EnvFacts
 from attnpick.errors import NoBackendError, UsageError, first_line
@@ -75,7 +74,7 @@ class LoadReport:
     attempts: tuple[Attempt, ...]
     decision: Decision
     confirmation: Confirmation | None
-    unsloth_kernel: str | None = None
+    loader_kernel: str | None = None  # the attention kernel a model loader (Unsloth) dispatched to
     transformers_patched: bool | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
     ranks_that_differed: tuple[RankDifference, ...] = ()
@@ -88,7 +87,8 @@ class LoadReport:
             "source_folder": self.source_folder,
             "found_in": self.found_in,
             "chosen": self.chosen,
-            "unsloth_kernel": self.unsloth_kernel,
+            "loader_kernel": self.loader_kernel,
+            "unsloth_kernel": self.loader_kernel,  # the older key, kept as an alias
             "architecture": self.architecture,
             "model_class": self.model_class,
             "transformers": self.transformers,
@@ -109,7 +109,7 @@ class LoadReport:
 class _Loaded:
     model: Any
     tokenizer: Any
-    unsloth_kernel: str | None
+    loader_kernel: str | None
     confirmation: Confirmation
 
 
@@ -142,7 +142,7 @@ def load_with(decision: Decision, prepared: Prepared, facts: EnvFacts,
         transformers=transformers_version, quantization=NF4 if options.load_in_4bit else None,
         dtype=decision.dtype, device=str(device_of(loaded.model)), max_seq_length=options.max_seq_length,
         attempts=tuple(attempts), decision=decision, confirmation=loaded.confirmation,
-        unsloth_kernel=loaded.unsloth_kernel, transformers_patched=_unsloth_patched(attempts),
+        loader_kernel=loaded.loader_kernel, transformers_patched=_patched(attempts),
         notes=_notes(prepared, transformers_version) + tuple(
             note for note in (slow_kernel_note(facts, decision, loaded.confirmation),) if note),
     )
@@ -192,8 +192,10 @@ def _raise_if_the_model_is_at_fault(attempts: list[Attempt], prepared: Prepared)
 def instantiate(cand: Candidate, prepared: Prepared, dtype: str, facts: EnvFacts,
                 options: LoadOptions) -> tuple[Any, Any, str | None]:
     """(model, tokenizer, a loader's own kernel or None): the model built with the candidate's attention, or by the
-    candidate itself when it is a model loader (Unsloth)."""
-    loader = CATALOG[cand.backend].load
+    candidate itself when it is a model loader (Unsloth). A name outside the registry is an attention implementation
+    some code registered in transformers (a plugin), passed as it is."""
+    spec = CATALOG.get(cand.backend)
+    loader = spec.load if spec is not None else None
     if loader is not None:
         model, tokenizer, kernel = loader(prepared.load_folder, options.max_seq_length, dtype, options.load_in_4bit)
         if options.load_in_4bit:
@@ -232,15 +234,14 @@ def instantiate(cand: Candidate, prepared: Prepared, dtype: str, facts: EnvFacts
     return model, tokenizer, None
 
 
-def _unsloth_patched(attempts: list[Attempt]) -> bool | None:
+def _patched(attempts: list[Attempt]) -> bool | None:
     """Whether transformers is patched in this process, once a patching loader (Unsloth) was tried here or imported
     by the user; None when none came near this process."""
     tried = any(is_loader(a.backend) and a.outcome in ("loaded", "load_failed", "confirm_failed") for a in attempts)
-    imported = any(module in sys.modules for spec in CATALOG.values() if spec.import_alone
-                   for module in spec.modules.values())
-    if not tried and not imported:
-        return None
-    return transformers_patched()
+    patched = patched_in_process()
+    if patched is None and tried:
+        return False
+    return patched
 
 
 def _notes(prepared: Prepared, transformers_version: str) -> tuple[str, ...]:

@@ -157,11 +157,9 @@ def _counting(impl: str, eager: Callable[..., Any] | None, calls: dict[str, int]
     """Route `impl` through a counter in transformers' AttentionInterface for the duration of the block."""
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface  # heavy, model loaded
 
-    local = ALL_ATTENTION_FUNCTIONS._local_mapping
-    target = local if impl in local else AttentionInterface._global_mapping
-    missing = object()
-    saved = target.get(impl, missing)
-    original = eager if saved is missing else saved
+    saved = ALL_ATTENTION_FUNCTIONS.get(impl)  # transformers' mapping: this process's own entry, else the global one
+    own = saved is not None and saved is not AttentionInterface().get(impl)  # a fresh interface sees globals only
+    original = eager if saved is None else saved
     if original is None:
         yield
         return
@@ -175,14 +173,14 @@ def _counting(impl: str, eager: Callable[..., Any] | None, calls: dict[str, int]
         with record_function(f"{_LAYER_MARK}{index}"):
             return original(*args, **kwargs)
 
-    target[impl] = counted
+    ALL_ATTENTION_FUNCTIONS[impl] = counted  # this process's entry, which the model's forward reads first
     try:
         yield
     finally:
-        if saved is missing:
-            del target[impl]
+        if own:
+            ALL_ATTENTION_FUNCTIONS[impl] = saved
         else:
-            target[impl] = saved
+            del ALL_ATTENTION_FUNCTIONS[impl]
 
 
 def confirm(model: Any, tokenizer: Any, backend: str, implementation: str | None = None,
@@ -242,7 +240,8 @@ def slow_kernel_note(facts: EnvFacts, decision: Decision, confirmation: Confirma
     this model: what happened, why (Windows torch has no flash SDPA; GQA with a mask rules out the efficient
     kernel), and the fix (the first install hint). None otherwise: a pinned `sdpa_math` was asked for, and on a
     CPU no faster backend trains."""
-    if confirmation is None or facts.device.type not in ("cuda", "rocm", "xpu") or decision.chosen != "sdpa":
+    if confirmation is None or facts.device.type not in ("cuda", "rocm", "xpu") or decision.chosen is None \
+            or not CATALOG[decision.chosen].picks_kernel_at_run_time:
         return None
     if MATH_KERNEL not in confirmation.kernels:
         return None

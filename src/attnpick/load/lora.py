@@ -1,5 +1,7 @@
-"""LoRA through peft, the way attnpick attaches it everywhere (`attnpick train`, `FastLanguageModel`): k-bit
-preparation for 4-bit models, optional gradient checkpointing, weights drawn from a seeded generator.
+"""LoRA on a model the chain loaded, the one way attnpick attaches it everywhere (`attnpick train`, `FastLanguageModel`,
+parity and the train benchmark): `attach()` gives a model loader's own `get_peft_model` the model it built (Unsloth),
+and otherwise peft (`attach_lora`: k-bit preparation for 4-bit models, optional gradient checkpointing, weights drawn
+from a seeded generator).
 
 peft 0.21 reads `model.is_gradient_checkpointing` and calls `gradient_checkpointing_enable`, which transformers
 5.24 deprecated in favour of their `activation_checkpointing` names; the FutureWarnings that follow say nothing
@@ -13,16 +15,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from attnpick.backends.registry import loader_api
 from attnpick.errors import UsageError
+from attnpick.model.resolve import linear_module_names
 
-
-def linear_module_names(model: Any) -> set[str]:
-    """The last name part of every linear layer (q_proj, down_proj, ...): what `target_modules` can name."""
-    names = set()
-    for full_name, module in model.named_modules():
-        if "Linear" in type(module).__name__ and full_name:
-            names.add(full_name.rsplit(".", 1)[-1])
-    return names
+# attach_lora's keywords under their names in a loader's FastLanguageModel-shaped API
+_LOADER_NAMES = {"seed": "random_state", "gradient_checkpointing": "use_gradient_checkpointing"}
 
 
 def check_target_modules(available: set[str], wanted: Sequence[str]) -> None:
@@ -73,6 +71,17 @@ def attach_lora(model: Any, *, r: int, lora_alpha: int, lora_dropout: float, tar
                 check_target_modules(linear_module_names(model), targets if isinstance(targets, list) else [targets])
             raise
 
+
+
+def attach(model: Any, backend: str, loader: dict[str, Any] | None = None, **options: Any) -> Any:
+    """LoRA on `model`, which the chain loaded with `backend`: the loader's own `get_peft_model` when a model loader
+    (Unsloth) built it, with `loader` as its keywords when given (its own names, its own extras), else `options` in its
+    names (`seed` as `random_state`); otherwise peft through `attach_lora(model, **options)`."""
+    own = loader_api(backend)
+    if own is None:
+        return attach_lora(model, **options)
+    keywords = loader if loader is not None else {_LOADER_NAMES.get(k, k): v for k, v in options.items()}
+    return own.get_peft_model(model, **keywords)  # type: ignore[attr-defined]
 
 
 @contextmanager

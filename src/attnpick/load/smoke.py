@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from attnpick.decide.decision import Candidate, Reason, Request, choose
+from attnpick.decide.decision import Candidate, Reason, assess_one
 from attnpick.decide.facts import EnvFacts, ModelFacts
 from attnpick.model.resolve import torch_device
 from attnpick.util import cache
@@ -117,7 +117,7 @@ class Runnability:
 def runnability(backend: str, facts: EnvFacts, model_facts: ModelFacts | None, dtype: str,
                 timeout_s: float = SMOKE_TIMEOUT_S) -> Runnability:
     """Is `backend` eligible here (forced, in `dtype`) and does it pass its smoke run?"""
-    cand = choose(facts, Request(backend, dtype, origin="check"), model_facts).candidate(backend)
+    cand = assess_one(backend, facts, dtype, model_facts)
     if cand.reasons:
         return Runnability(cand, "ineligible", cand.reasons)
     smoke = run_smoke(smoke_job(cand, facts, model_facts, dtype), facts, timeout_s=timeout_s)

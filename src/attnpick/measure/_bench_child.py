@@ -15,9 +15,12 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
-from attnpick.backends.registry import ensure_registered
+from attnpick.backends.registry import CATALOG, ensure_registered
+from attnpick.decide.decision import Request, choose
 from attnpick.decide.probe import collect_facts
-from attnpick.loading import load_model
+from attnpick.load.chain import LoadOptions, load_with
+from attnpick.load.lora import attach
+from attnpick.model.resolve import prepare
 from attnpick.util.subproc import error_line, serve
 
 
@@ -133,8 +136,6 @@ def _stats(times: list[float]) -> dict[str, float]:
 def kernel(job: dict[str, Any]) -> dict[str, Any]:
     """The attention function alone, as transformers calls it, at the model's shapes; causal, no padding."""
     import torch  # heavy: imported by the job that needs it
-    from transformers import AttentionInterface
-    from transformers.models.llama.modeling_llama import eager_attention_forward
 
     impl = job.get("attn_implementation") or job["backend"]
     ensure_registered(job["backend"])
@@ -152,8 +153,7 @@ def kernel(job: dict[str, Any]) -> dict[str, Any]:
     module.is_causal, module.layer_idx, module.num_key_value_groups = True, 0, hq // hkv
     module.config = SimpleNamespace(_attn_implementation=impl)
     module.eval()
-    fn = eager_attention_forward if impl == "eager" else AttentionInterface._global_mapping[impl]
-    mask = causal_mask(impl, s, device, dtype)
+    fn, mask = attention_call(job["backend"], impl, s, device, dtype)
     scale = d**-0.5
     grad = torch.randn(b, s, hq, d, device=device, dtype=dtype, generator=gen)
     memory = _Memory(device)
@@ -172,19 +172,17 @@ def kernel(job: dict[str, Any]) -> dict[str, Any]:
     return {"forward": _stats(fwd), "forward_backward": _stats(fwd_bwd), "peak_mb": memory.peak_mb()}
 
 
-def causal_mask(impl: str, seq: int, device: Any, dtype: Any) -> Any:
-    """The mask transformers hands `impl` for an unpadded causal batch, so that every row is timed causal (and
-    credited causal FLOPs): eager's additive mask, FlexAttention's causal BlockMask (with None it attends to every
-    key); None for the others, which are causal without a mask."""
-    import torch
+def attention_call(backend: str, impl: str, seq: int, device: Any, dtype: Any) -> tuple[Any, Any]:
+    """(the attention function, the mask transformers hands it for an unpadded causal batch): every row timed causal
+    and credited causal FLOPs. Both come from the backend's hooks where it has them (eager's function and additive
+    mask, FlexAttention's causal BlockMask, without which it attends to every key); else transformers' mapping and no
+    mask (causal through `is_causal`)."""
+    from transformers import AttentionInterface
 
-    if impl == "eager":
-        return torch.full((seq, seq), torch.finfo(dtype).min, device=device, dtype=dtype).triu(1)[None, None]
-    if impl == "flex_attention":
-        from torch.nn.attention.flex_attention import create_block_mask
-
-        return create_block_mask(lambda b, h, q, kv: q >= kv, None, None, seq, seq, device=str(device))
-    return None
+    spec = CATALOG.get(backend)
+    fn = spec.attention() if spec is not None and spec.attention is not None else AttentionInterface()[impl]
+    mask = spec.causal_mask(seq, device, dtype) if spec is not None and spec.causal_mask is not None else None
+    return fn, mask
 
 
 def matmul_peak(job: dict[str, Any]) -> dict[str, Any]:
@@ -202,13 +200,15 @@ def matmul_peak(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _load(job: dict[str, Any], max_seq_length: int) -> tuple[Any, Any]:
-    """The model with the job's backend (LoRA when asked), and the proof of which attention ran."""
-    model, _, report = load_model(**job["model"], max_seq_length=max_seq_length, dtype=job["dtype"],
-                                  backend=job["backend"], facts=collect_facts())
+    """The model through the proven chain with the job's backend as a forced choice (LoRA the one way attnpick
+    attaches it, when asked), and the proof of which attention ran."""
+    facts = collect_facts()
+    prepared = prepare(**job["model"])
+    decision = choose(facts, Request(job["backend"], job["dtype"], origin="bench"), prepared.model_facts)
+    model, _, report = load_with(decision, prepared, facts, LoadOptions(max_seq_length=max_seq_length))
     if job.get("lora"):
-        from peft import LoraConfig, get_peft_model
-
-        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear"))
+        model = attach(model, job["backend"], r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear",
+                       seed=0)
     return model, report
 
 

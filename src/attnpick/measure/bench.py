@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from attnpick.backends.registry import BACKEND_NAMES, CATALOG, is_loader
-from attnpick.decide.decision import Candidate, Decision, Reason, Request, choose
+from attnpick.backends.registry import BACKEND_NAMES, CATALOG, REFERENCE, is_loader
+from attnpick.decide.decision import Candidate, Decision, Reason, Request, assess_one, choose
 from attnpick.decide.facts import EnvFacts
 from attnpick.decide.probe import collect_facts
 from attnpick.errors import UsageError
@@ -108,9 +108,11 @@ def bench(model: str | Prepared = tiny.NAME, seq_lens: tuple[int, ...] = (256, 1
         seq_lens: sequence lengths to measure.
         batch: batch size.
         mode: "kernel", "train" or "infer".
-        backends: names to measure (default: every eligible one, pinned SDPA kernels too, and eager).
+        backends: names to measure (default: every eligible one, pinned SDPA kernels too; the reference always).
         dtype: default: the device's best.
         lora: train mode: attach a LoRA (r=16, all linear layers) and train it only.
+        facts, repeats, warmup, timeout_s: this machine (probed when None); timed runs, untimed runs (defaults by
+            device) and seconds per child.
         verify_first: run `attnpick verify` and drop backends that fail parity.
         decision: the caller's decision; its dtype is the measured dtype.
 
@@ -120,62 +122,70 @@ def bench(model: str | Prepared = tiny.NAME, seq_lens: tuple[int, ...] = (256, 1
     check_bench_values(seq_lens, batch, repeats, mode)
     prepared = as_prepared(model)
     check_context(prepared.folder, max(seq_lens), prepared.name, "--seq-lens")
-    model_facts = prepared.model_facts
     facts = facts or collect_facts()
-    decision = decision or choose(facts, Request.from_names(None, dtype), model_facts)
-    dtype = decision.dtype
+    decision = decision or choose(facts, Request.from_names(None, dtype), prepared.model_facts)
     on_gpu = facts.device.type in ("cuda", "rocm")
-    repeats = repeats or (20 if on_gpu else 5)
-    warmup = warmup or (5 if on_gpu else 1)
-
-    excluded: dict[str, Reason] = {}
-    if backends is None:
-        backends = []
-        for name in BACKEND_NAMES:
-            if is_loader(name) and mode == "kernel":
-                continue  # a model loader (Unsloth), not an attention function
-            runs = runnability(name, facts, model_facts, dtype)
-            if runs.ok:
-                backends.append(name)
-            elif runs.stage == "smoke":
-                excluded[name] = runs.reasons[0]
-    if "eager" not in backends:
-        backends.append("eager")  # the baseline of every speedup
+    timing = {"warmup": warmup or (5 if on_gpu else 1), "repeats": repeats or (20 if on_gpu else 5)}
+    names, excluded = _measurable(backends, mode, facts, prepared, decision.dtype)
     if verify_first:
-        checkable = [b for b in backends if not is_loader(b)]
-        report = verify(prepared, backends=checkable, dtype=dtype, facts=facts, decision=decision)
-        for result in report.results:
-            if not result.ok:
-                excluded[result.backend] = result.reason()
-        excluded.update({k: v for k, v in report.skipped.items() if k in backends})
-        backends = [b for b in backends if b not in excluded]
-
-    device = torch_device(facts)
-    peak_job = {"job": "matmul_peak", "device": device, "dtype": dtype, "warmup": warmup, "repeats": repeats}
+        names, excluded = _verified(names, excluded, prepared, facts, decision)
+    peak_job = {"job": "matmul_peak", "device": torch_device(facts), "dtype": decision.dtype, **timing}
     peaks = [_matmul_peak(peak_job, timeout_s)] if mode == "kernel" else []
-
-    candidates = {name: choose(facts, Request(name, dtype, origin="bench"), model_facts).candidate(name)
-                  for name in backends if name in CATALOG}
-    heads, kv_heads, head_dim = model_facts.attention_shape
-    rows: list[BenchRow] = []
-    for backend in backends:  # one child per backend, every length in it (the model loads once)
-        cand = candidates.get(backend)
-        impl = (cand.implementation if cand else None) or backend
-        job = {"job": mode, "backend": backend, "attn_implementation": impl, "device": device, "dtype": dtype,
-               "batch": batch, "seqs": list(seq_lens),
-               "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim,
-               "model": prepared.load_arguments(), "lora": lora,
-               "warmup": warmup, "repeats": repeats}
-        rows += _rows(job, backend_version(facts, cand) if cand else backend, timeout_s)
-    rows.sort(key=lambda r: (seq_lens.index(r.seq), backends.index(r.backend)))
+    rows = _measure(names, seq_lens, mode, batch, lora, prepared, facts, decision.dtype, timing, timeout_s)
     peak = None
     if mode == "kernel":
         peaks.append(_matmul_peak(peak_job, timeout_s))  # before and after the rows: one busy moment can't set it
         peak = max((p for p in peaks if p is not None), default=None)
         rows = [_above_peak(row, peak) for row in rows]
+    heads, kv_heads, head_dim = prepared.model_facts.attention_shape
     shape = {"heads": heads, "kv_heads": kv_heads, "head_dim": head_dim}
-    return BenchReport(prepared.name, mode, dtype, batch, shape, facts.device.name or facts.device.type, tuple(rows),
-                       peak, excluded, facts)
+    return BenchReport(prepared.name, mode, decision.dtype, batch, shape, facts.device.name or facts.device.type,
+                       tuple(rows), peak, excluded, facts)
+
+
+def _measurable(backends: list[str] | None, mode: str, facts: EnvFacts, prepared: Prepared,
+                dtype: str) -> tuple[list[str], dict[str, Reason]]:
+    """The backends to time: those named, else every one that runs here (its smoke run passes; a model loader only
+    where a whole model runs), and the reference, against which every speedup is taken."""
+    excluded: dict[str, Reason] = {}
+    names = list(backends or [])
+    if backends is None:
+        for name in BACKEND_NAMES:
+            if is_loader(name) and mode == "kernel":
+                continue  # a model loader (Unsloth), not an attention function
+            runs = runnability(name, facts, prepared.model_facts, dtype)
+            if runs.ok:
+                names.append(name)
+            elif runs.stage == "smoke":
+                excluded[name] = runs.reasons[0]
+    if REFERENCE not in names:
+        names.append(REFERENCE)
+    return names, excluded
+
+
+def _verified(names: list[str], excluded: dict[str, Reason], prepared: Prepared, facts: EnvFacts,
+              decision: Decision) -> tuple[list[str], dict[str, Reason]]:
+    """`names` without the backends that fail parity here (or could not be checked), each with its reason."""
+    report = verify(prepared, backends=[b for b in names if not is_loader(b)], dtype=decision.dtype, facts=facts,
+                    decision=decision)
+    excluded = {**excluded, **{r.backend: r.reason() for r in report.results if not r.ok},
+                **{k: v for k, v in report.skipped.items() if k in names}}
+    return [b for b in names if b not in excluded], excluded
+
+
+def _measure(names: list[str], seq_lens: tuple[int, ...], mode: str, batch: int, lora: bool, prepared: Prepared,
+             facts: EnvFacts, dtype: str, timing: dict[str, int], timeout_s: float) -> list[BenchRow]:
+    """One child per backend, every length in it (the model loads once); rows in (length, backend) order."""
+    heads, kv_heads, head_dim = prepared.model_facts.attention_shape
+    rows: list[BenchRow] = []
+    for name in names:
+        cand = assess_one(name, facts, dtype, prepared.model_facts, origin="bench") if name in CATALOG else None
+        job = {"job": mode, "backend": name, "attn_implementation": (cand.implementation if cand else None) or name,
+               "device": torch_device(facts), "dtype": dtype, "batch": batch, "seqs": list(seq_lens),
+               "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "model": prepared.load_arguments(),
+               "lora": lora, **timing}
+        rows += _rows(job, backend_version(facts, cand) if cand else name, timeout_s)
+    return sorted(rows, key=lambda r: (seq_lens.index(r.seq), names.index(r.backend)))
 
 
 def _matmul_peak(job: dict[str, Any], timeout_s: float) -> float | None:
@@ -223,11 +233,11 @@ def _row(job: dict[str, Any], version: str, measured: dict[str, Any]) -> BenchRo
 
 
 def speedups(report: BenchReport) -> dict[str, dict[int, float]]:
-    """Per backend and sequence length: eager's time / the backend's time (the mode's main measurement)."""
+    """Per backend and sequence length: the reference's time / the backend's time (the mode's main measurement)."""
     key = {"kernel": "forward_backward", "train": "step", "infer": "prefill"}[report.mode]
     out: dict[str, dict[int, float]] = {}
     for row in report.rows:
-        base = report.row("eager", row.seq)
+        base = report.row(REFERENCE, row.seq)
         if row.ok and base is not None and base.ok:
             out.setdefault(row.backend, {})[row.seq] = base.metrics[key]["median_s"] / row.metrics[key]["median_s"]
     return out

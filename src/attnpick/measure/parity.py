@@ -1,11 +1,13 @@
 """`verify()`: does a backend give the reference's numbers on the user's own model? (parity)
 
-The reference is eager attention in float32. Every backend runs the same fixed batch (one left-padded, one
-right-padded and one full row; GQA as the model has it) and is compared on logits at non-padding
-positions, the loss, and the gradients of every trainable parameter (LoRA parameters when a LoRA is
-attached). Padding positions are excluded: their values are undefined by contract (FlashAttention's
-unpadded kernels return zeros there, SDPA and eager return attention over the padding), and nothing
-downstream reads them because the loss masks them out.
+The reference is the registry's reference backend (eager attention) in float32. Every model is built the way the
+chain builds it (`attnpick.load.chain.instantiate`) and gets its LoRA the one way attnpick attaches it
+(`attnpick.load.lora.attach`). Every backend runs the same fixed batch (one left-padded, one right-padded and one
+full row; GQA as the model has it) and is compared, within `measure/tolerances.py`'s bounds, on logits at non-
+padding positions, the loss, and the gradients of every trainable parameter (LoRA parameters when a LoRA is
+attached). Padding positions are excluded: their values are undefined by contract (FlashAttention's unpadded kernels
+return zeros there, SDPA and eager return attention over the padding), and nothing downstream reads them because the
+loss masks them out.
 """
 
 from __future__ import annotations
@@ -14,41 +16,20 @@ import gc
 from dataclasses import dataclass, field
 from typing import Any
 
-from attnpick.backends.registry import BACKEND_NAMES, CATALOG, ensure_registered, is_loader
-from attnpick.decide.decision import Decision, Reason, Request, choose
+from attnpick.backends.registry import BACKEND_NAMES, CATALOG, REFERENCE, is_loader
+from attnpick.decide.decision import Candidate, Decision, Reason, Request, assess_one, choose
 from attnpick.decide.facts import EnvFacts
 from attnpick.decide.probe import collect_facts
 from attnpick.errors import UsageError, first_line
+from attnpick.load.chain import LoadOptions, instantiate
+from attnpick.load.lora import attach
 from attnpick.load.smoke import runnability
+from attnpick.measure.tolerances import TOLERANCES
 from attnpick.measure.verdicts import record_parity
 from attnpick.model import tiny
-from attnpick.model.resolve import MODEL_HELP, Prepared, as_prepared, torch_device
+from attnpick.model.resolve import MODEL_HELP, Prepared, as_prepared
 from attnpick.util.options import option
 from attnpick.util.subproc import SMOKE_TIMEOUT_S
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """Largest error allowed, relative to the reference's largest magnitude of that quantity."""
-
-    logits: float
-    loss: float
-    grads: float
-    why: str
-
-
-# Relative to max |reference|. float32: kernels differ only in summation order (~1e-7 per op); 1e-4 leaves
-# room for a few layers. float16 has a 10-bit mantissa (unit roundoff 4.9e-4) and bfloat16 a 7-bit one
-# (3.9e-3); the comparison is against float32, so the error includes casting the weights and activations
-# of every layer, and gradients accumulate it over the backward pass: hence the looser gradient bounds.
-TOLERANCES: dict[str, Tolerance] = {
-    "float32": Tolerance(logits=1e-4, loss=1e-5, grads=1e-3,
-                         why="same precision as the reference: only summation order differs"),
-    "float16": Tolerance(logits=2e-2, loss=1e-2, grads=5e-2,
-                         why="10-bit mantissa; weights and activations rounded in every layer"),
-    "bfloat16": Tolerance(logits=6e-2, loss=3e-2, grads=1.5e-1,
-                          why="7-bit mantissa; weights and activations rounded in every layer"),
-}
 
 TEXTS = (
     "어텐션은 질의와 키의 내적으로 가중치를 만들고, 그 가중치로 값을 더합니다.",
@@ -91,7 +72,7 @@ class BackendParity:
     def reason(self) -> Reason:
         """Why this backend is out, when it failed: the measures beyond tolerance, or the error."""
         worst = ", ".join(f"{k} {m.relative:.1e} > {m.tolerance:.0e}" for k, m in self.measures.items() if not m.ok)
-        return Reason("parity_failed", f"need parity with eager float32, have {worst or self.error}",
+        return Reason("parity_failed", f"need parity with {REFERENCE} float32, have {worst or self.error}",
                       "attnpick verify")
 
 
@@ -143,22 +124,17 @@ def fixed_batch(tokenizer: Any, device: Any) -> dict[str, Any]:
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
 
 
-def _run(prepared: Prepared, impl: str, dtype: str, device: Any, lora: bool) -> tuple[Any, Any, dict[str, Any]]:
+def _run(prepared: Prepared, cand: Candidate, dtype: str, facts: EnvFacts,
+         lora: bool) -> tuple[Any, Any, dict[str, Any]]:
     import torch  # heavy: only when a model runs
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    ensure_registered(impl)
-    folder, remote_code = str(prepared.load_folder), prepared.architecture == "remote_code"
-    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=remote_code)
-    model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation=impl, dtype=getattr(torch, dtype),
-                                                 trust_remote_code=remote_code).to(device)
+    options = LoadOptions(load_in_4bit=False, trust_remote_code=prepared.architecture == "remote_code")
+    model, tokenizer, _ = instantiate(cand, prepared, dtype, facts, options)
     model.eval()  # no dropout; gradients still flow
     if lora:
-        from peft import LoraConfig, get_peft_model
-
-        torch.manual_seed(0)
-        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear",
-                                                 init_lora_weights="gaussian"))
+        model = attach(model, cand.backend, r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", seed=0,
+                       init_lora_weights="gaussian")
+    device = next(model.parameters()).device
     batch = fixed_batch(tokenizer, device)
     out = model(**batch, use_cache=False)
     out.loss.backward()
@@ -168,6 +144,8 @@ def _run(prepared: Prepared, impl: str, dtype: str, device: Any, lora: bool) -> 
     loss = out.loss.detach().float().cpu()
     del model, out
     gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     return logits, loss, grads
 
 
@@ -211,41 +189,45 @@ def verify(model: str | Prepared = tiny.NAME, backends: list[str] | None = None,
     Returns:
         A `VerifyReport`; `ok` is False when any backend failed parity.
     """
-    import torch  # heavy: only when models run
-
     prepared = as_prepared(model)
     facts = facts or collect_facts()
     model_facts = prepared.model_facts
     decision = decision or choose(facts, Request.from_names(None, dtype), model_facts)
-    names = backends or [n for n in BACKEND_NAMES if not is_loader(n)]
-    skipped: dict[str, Reason] = {}
-    to_check: dict[str, str] = {}  # backend -> the attn_implementation it runs as
-    for name in names:
-        if is_loader(name):
-            skipped[name] = Reason("not_comparable", "need an attention function to compare, have Unsloth, which "
-                                   "patches the model classes; its parity is checked through its own loader")
-            continue
-        if name not in CATALOG:  # an implementation registered in transformers by the caller
-            to_check[name] = name
-            continue
-        runs = runnability(name, facts, model_facts, decision.dtype, smoke_timeout)
-        if runs.ok:
-            to_check[name] = runs.candidate.implementation or name
-        elif runs.stage == "smoke" or backends:  # ineligible defaults are simply not checked
-            skipped[name] = runs.reasons[0]
-
-    device = torch.device(torch_device(facts))
-    reference = _run(prepared, "eager", "float32", device, lora)
+    to_check, skipped = _checkable(backends, facts, prepared, decision.dtype, smoke_timeout)
+    reference = _run(prepared, assess_one(REFERENCE, facts, "float32", model_facts), "float32", facts, lora)
     results = []
-    for name, impl in to_check.items():
+    for cand in to_check:
         try:
-            result = compare(name, decision.dtype, reference, _run(prepared, impl, decision.dtype, device, lora))
+            result = compare(cand.backend, decision.dtype, reference, _run(prepared, cand, decision.dtype, facts, lora))
         except Exception as exc:  # noqa: BLE001 - a backend that cannot run the batch fails parity
-            result = BackendParity(name, decision.dtype, error=f"{type(exc).__name__}: {first_line(exc)}")
-        if name in CATALOG:
+            result = BackendParity(cand.backend, decision.dtype, error=f"{type(exc).__name__}: {first_line(exc)}")
+        if cand.backend in CATALOG:
             record_parity(facts, model_facts, result.to_dict())
         results.append(result)
-    return VerifyReport(prepared.name, decision.dtype, "eager float32", lora, tuple(results), skipped, facts)
+    return VerifyReport(prepared.name, decision.dtype, f"{REFERENCE} float32", lora, tuple(results), skipped, facts)
+
+
+def _checkable(backends: list[str] | None, facts: EnvFacts, prepared: Prepared, dtype: str,
+               smoke_timeout: float) -> tuple[list[Candidate], dict[str, Reason]]:
+    """The candidates to compare (eligible and through their smoke run; a plugin as it is), and why the others are
+    not: a model loader patches the model classes (its parity goes through its own loader); an explicitly named
+    backend that cannot run here."""
+    names = backends or [n for n in BACKEND_NAMES if not is_loader(n)]
+    to_check: list[Candidate] = []
+    skipped: dict[str, Reason] = {}
+    for name in names:
+        if is_loader(name):
+            skipped[name] = Reason("not_comparable", f"need an attention function to compare, have {name}, a model "
+                                   "loader that patches the model classes; its parity is checked through its loader")
+        elif name not in CATALOG:  # an implementation registered in transformers by the caller
+            to_check.append(Candidate(name, "eligible", attn_implementation=name))
+        else:
+            runs = runnability(name, facts, prepared.model_facts, dtype, smoke_timeout)
+            if runs.ok:
+                to_check.append(runs.candidate)
+            elif runs.stage == "smoke" or backends:  # ineligible defaults are simply not checked
+                skipped[name] = runs.reasons[0]
+    return to_check, skipped
 
 
 @dataclass
@@ -284,4 +266,4 @@ def _registered_in_transformers(name: str) -> bool:
     import sys
 
     module = sys.modules.get("transformers.modeling_utils")
-    return module is not None and name in module.AttentionInterface._global_mapping
+    return module is not None and name in module.AttentionInterface()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from attnpick.backends.registry import PINNED_SDPA, is_loader
-from attnpick.decide.decision import Decision, Reason, Request, choose, rank_by_times
+from attnpick.decide.decision import Decision, Reason, assess_one, rank_by_times
 from attnpick.decide.facts import EnvFacts
 from attnpick.measure.bench import bench, fmt_seconds
 from attnpick.model.resolve import Prepared
@@ -33,8 +33,7 @@ def measured_decision(facts: EnvFacts, decision: Decision, prepared: Prepared, s
     if not use_cache or hit is None:
         candidates = [name for name in decision.runnable if not is_loader(name)]
         candidates += [name for name in PINNED_SDPA
-                       if not choose(facts, Request(name, decision.dtype, origin="measured"),
-                                     model_facts).candidate(name).reasons]
+                       if not assess_one(name, facts, decision.dtype, model_facts, origin="measured").reasons]
         report = bench(prepared, seq_lens=(seq,), batch=batch, mode="kernel", backends=candidates,
                        dtype=decision.dtype, facts=facts, decision=decision)
         times = {r.backend: r.metrics["forward_backward"]["median_s"] for r in report.rows if r.ok}

@@ -14,7 +14,6 @@ from typing import Any, Literal
 from attnpick import settings
 from attnpick.decide.facts import EnvFacts, ModelFacts
 from attnpick.errors import UsageError
-from attnpick.load.lora import linear_module_names
 from attnpick.model import exaone, tiny
 from attnpick.model.config import check_model_files, model_facts, read_config
 
@@ -146,6 +145,15 @@ def device_map(facts: EnvFacts) -> dict[str, str] | None:
     """`device_map` for `from_pretrained`: the whole model on `torch_device`, or None on CPU (the default)."""
     device = torch_device(facts)
     return None if device == "cpu" else {"": device}
+
+
+def linear_module_names(model: Any) -> set[str]:
+    """The last name part of every linear layer (q_proj, down_proj, ...): what LoRA's `target_modules` can name."""
+    names = set()
+    for full_name, module in model.named_modules():
+        if "Linear" in type(module).__name__ and full_name:
+            names.add(full_name.rsplit(".", 1)[-1])
+    return names
 
 
 def linear_layer_names(prepared: Prepared) -> set[str] | None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from attnpick.errors import UsageError
-from attnpick.measure.parity import TOLERANCES
+from attnpick.measure.tolerances import TOLERANCES
 
 
 @dataclass(frozen=True)

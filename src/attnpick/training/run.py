@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from attnpick.backends.registry import loader_api
 from attnpick.errors import UsageError
 from attnpick.export import adapters
 from attnpick.load import distributed
 from attnpick.load.chain import LoadReport
-from attnpick.load.lora import attach_lora, check_target_modules
+from attnpick.load.lora import attach, check_target_modules
 from attnpick.loading import load_model
 from attnpick.model.config import check_context
 from attnpick.model.resolve import Prepared, linear_layer_names, prepare
@@ -73,7 +72,8 @@ class TrainReport:
     def to_dict(self) -> dict[str, Any]:
         """The train_report.json document (the load report is written beside it, as load_report.json)."""
         return {
-            "backend": self.backend, "unsloth_kernel": self.load.unsloth_kernel, "dtype": self.load.dtype,
+            "backend": self.backend, "loader_kernel": self.load.loader_kernel,
+            "unsloth_kernel": self.load.loader_kernel, "dtype": self.load.dtype,
             "quantization": self.load.quantization, "packing": self.packing.to_dict(), "data": self.data.to_dict(),
             "steps": self.steps, "losses": [list(x) for x in self.losses], "train_loss": self.train_loss,
             "seconds": self.seconds, "tokens_seen": self.tokens_seen, "tokens_per_s": self.tokens_per_s,
@@ -215,14 +215,8 @@ def _attach_lora(model: Any, config: TrainConfig, backend: str) -> Any:
     from transformers import set_seed  # heavy; seeds python, numpy and torch as the Trainer will
 
     set_seed(config.seed)  # LoRA's A matrices are drawn now, before the Trainer seeds anything
-    own = loader_api(backend)
-    if own is not None:  # a model loader (Unsloth) attaches its own LoRA
-        model = own.get_peft_model(model, r=config.lora_r, lora_alpha=config.lora_alpha,  # type: ignore[attr-defined]
-                                   lora_dropout=config.lora_dropout, target_modules=config.target_modules,
-                                   random_state=config.seed)
-    else:
-        model = attach_lora(model, r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                            target_modules=config.target_modules, seed=config.seed)
+    model = attach(model, backend, r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                   target_modules=config.target_modules, seed=config.seed)
     model.config.use_cache = False  # a cache in a packed forward leaks across samples
     adapters.record_base(model, config.model)  # the saved adapter names the model as asked, not a cache folder
     return model
