@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -16,6 +15,8 @@ _SESSION_CACHE = tempfile.mkdtemp(prefix="attnpick-tests-")
 os.environ["ATTNPICK_CACHE_DIR"] = os.path.join(_SESSION_CACHE, "attnpick")
 os.environ["HF_DATASETS_CACHE"] = os.path.join(_SESSION_CACHE, "datasets")
 
+from tests.helpers import skip_marked  # noqa: E402 - after the environment above: libraries read it on import
+
 
 def _has_gpu() -> bool:
     try:
@@ -23,14 +24,6 @@ def _has_gpu() -> bool:
     except ImportError:
         return False
     return torch.cuda.is_available()
-
-
-def skip_marked(items: list[pytest.Item], marker: str, reason: str) -> None:
-    """Skip, in one place and with one reason, every test carrying `marker`."""
-    skip = pytest.mark.skip(reason=reason)
-    for item in items:
-        if marker in item.keywords:
-            item.add_marker(skip)
 
 
 def _has_llama_cpp() -> bool:
@@ -54,52 +47,12 @@ def _isolated_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_DATASETS_CACHE", os.path.join(_SESSION_CACHE, "datasets"))
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = None,
-            timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    """`python -m attnpick ARGS` as a user runs it, in a child: text output on a wide console (COLUMNS 250, so rich
-    never wraps a line a test reads), the session's environment plus `env`, no standard input unless `input`."""
-    return subprocess.run([sys.executable, "-m", "attnpick", *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "COLUMNS": "250", **(env or {})}, input=input,
-                          stdin=subprocess.DEVNULL if input is None else None)
-
-
 @pytest.fixture(scope="session")
 def facts():
     """This machine's facts, probed once per test run."""
     from attnpick.decide.probe import collect_facts
 
     return collect_facts()
-
-
-def _trl_blocked_on_cpu() -> str | None:
-    """TRL < 1.16 computes the SFT loss with a Triton kernel whenever triton is installed (Unsloth installs it), and
-    Triton has no CPU driver; TRL 1.16 checks the device first. The Unsloth lane (TRL 1.15) meets exactly that."""
-    import importlib.util
-    from importlib.metadata import version
-
-    import torch
-    from packaging.version import Version
-
-    if torch.cuda.is_available() or importlib.util.find_spec("triton") is None:
-        return None
-    if Version(version("trl")) < Version("1.16"):
-        return f"TRL {version('trl')} runs a Triton loss kernel on this CPU-only machine (triton is installed)"
-    return None
-
-
-trl_on_this_machine = pytest.mark.skipif(bool(_trl_blocked_on_cpu()), reason=str(_trl_blocked_on_cpu()))
-
-
-def tiny_model(attn: str):
-    """tiny-exaone in its Llama names (loads on every supported transformers) with `attn`, in eval mode, and its
-    tokenizer: the model the backends' glue tests run."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from attnpick.model import exaone, tiny
-
-    folder = exaone.converted_folder(tiny.ensure())
-    model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation=attn).eval()
-    return model, AutoTokenizer.from_pretrained(folder)
 
 
 @pytest.fixture

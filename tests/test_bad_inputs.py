@@ -16,20 +16,13 @@ from attnpick.decide.probe import collect_facts
 from attnpick.load import smoke
 from attnpick.model import tiny
 from attnpick.util import cache
-from tests.conftest import run_cli
+from tests.helpers import machine, one_line, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: int = 900) -> subprocess.CompletedProcess[str]:
     return run_cli(*args, env=env, timeout=timeout)
-
-
-def one_line(proc: subprocess.CompletedProcess[str], code: int = 2) -> str:
-    assert proc.returncode == code, (proc.returncode, proc.stderr[-3000:])
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    return lines[0]
 
 
 # -- a broken model folder is the model's fault --------------------------------------------------------------------
@@ -134,13 +127,13 @@ def test_train_options_are_refused_before_anything_loads_or_is_written(tmp_path,
     (["load", "--smoke-timeout", "inf"], "--smoke-timeout) must be a finite number of seconds above 0"),
     (["load", "--smoke-timeout", "0"], "--smoke-timeout) must be a finite number of seconds above 0"),
     (["load", "--smoke-timeout", "-1"], "--smoke-timeout) must be a finite number of seconds above 0"),
-    (["load", "--max-seq-length", str(10**9)], "(--max-seq-length) must be a whole number of tokens from 1"),
+    (["load", "--max-seq-length", str(10**9)], "(--max-seq-length) must be a whole number from 8 to 1048576"),
     (["bench", "--seq-lens", "0"], "--seq-lens must be token counts from 1 to 1048576, got 0"),
     (["bench", "--seq-lens", "1000000000"], "--seq-lens must be token counts from 1 to 1048576"),
     (["bench", "--batch", "0"], "--batch must be a positive whole number, got 0"),
     (["bench", "--repeats", "0"], "--repeats must be a positive whole number, got 0"),
     (["bench", "--plot", "/no/such/folder/plot.png"], "the folder '/no/such/folder' does not exist"),
-    (["doctor", "--policy", "measured", "--seq-len", "0"], "--seq-len must be a positive number of tokens"),
+    (["doctor", "--policy", "measured", "--seq-len", "0"], "--seq-len must be a whole number from 8 to 1048576"),
 ])
 def test_other_options_are_refused_up_front(args, needle):
     assert needle in one_line(cli(*args, timeout=120))
@@ -192,7 +185,6 @@ def test_an_unreadable_value_in_a_cache_file_never_breaks_a_command(tmp_path):
 
 @pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
 def test_facts_files_with_a_bom_or_in_utf16_work(tmp_path, encoding):
-    from tests.machines import machine
 
     path = tmp_path / "m.json"
     path.write_text(json.dumps(machine("windows", "RTX4090", xformers="0.0.33").to_dict()), encoding=encoding)
@@ -228,7 +220,7 @@ def test_an_empty_checkpoint_from_ctrl_c_never_blocks_a_run(tmp_path):
 def test_an_unexpected_error_is_one_line_naming_the_log_and_debug_shows_the_traceback(tmp_path):
     code = ("import sys, attnpick.cli.main as cli\n"
             "def boom(*a, **k):\n    raise RuntimeError('planted failure')\n"
-            "cli.choose = boom\n"
+            "cli.PlanConfig.run = boom\n"
             "sys.exit(cli.main(sys.argv[1:]))")
     env = {**os.environ, "ATTNPICK_CACHE_DIR": str(tmp_path)}
     facts = tmp_path / "m.json"

@@ -17,6 +17,7 @@ from attnpick.chat_templates import (
 from attnpick.compat.chat_templates import FORMATS, response_labels, response_markers
 from attnpick.errors import UsageError
 from attnpick.model import tiny
+from tests.helpers import tiny_model
 
 CHAT = [{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]
 SHAREGPT = {"role": "from", "content": "value", "user": "human", "assistant": "gpt"}
@@ -150,8 +151,6 @@ def test_markers_are_inferred_for_exaones_own_template_and_for_get_chat_template
 def _sft_trainer(tmp_path, texts):
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
-
-    from tests.conftest import tiny_model
 
     model, tok = tiny_model("sdpa")
     args = SFTConfig(output_dir=str(tmp_path), max_length=256, bf16=False, fp16=False, report_to=[],

@@ -7,8 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import run_cli
-from tests.machines import machine
+from tests.helpers import machine, run_cli
 
 
 def run(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -155,13 +154,13 @@ def test_every_option_of_every_command_has_a_help_line():
 def test_train_options_are_the_config_fields():
     from dataclasses import fields
 
-    from attnpick.cli.main import build_parser
+    from attnpick.cli.main import _config, build_parser
     from attnpick.training.config import TrainConfig
 
     args = build_parser().parse_args(["train", "--output", "x"])
-    defaults = TrainConfig(output="x")
+    built, defaults = _config(args, TrainConfig), TrainConfig(output="x")
     for field in fields(TrainConfig):
         if field.name in ("progress", "backend", "target_modules"):
             continue
-        assert getattr(args, field.name) == getattr(defaults, field.name), field.name
+        assert getattr(built, field.name) == getattr(defaults, field.name), field.name
     assert args.target_modules.split(",") == list(defaults.target_modules)

@@ -11,8 +11,7 @@ from attnpick import load_model
 from attnpick.decide.decision import Request, choose
 from attnpick.decide.facts import ModelFacts
 from attnpick.load.confirm import EAGER_KERNEL, MATH_KERNEL, Confirmation, kernel_words, slow_kernel_note
-from tests.conftest import run_cli
-from tests.machines import machine
+from tests.helpers import machine, run_cli
 
 EXAONE_24B = ModelFacts(model_type="exaone", head_dim=80, num_attention_heads=32, num_key_value_heads=8)
 

@@ -12,8 +12,7 @@ import pytest
 from attnpick.errors import UsageError
 from attnpick.model import tiny
 from attnpick.training.data import chat_dataset, drop_warnings, load_examples, parse_columns, validate
-from tests.conftest import run_cli
-from tests.hub_layout import hub_cache_copy  # noqa: F401 - the model helper; datasets get their own below
+from tests.helpers import run_cli
 
 ALPACA = [
     {"instruction": "비빔밥 만드는 법을 알려 주세요.", "input": "", "output": "밥에 나물과 고추장을 올려 비빕니다."},

@@ -5,10 +5,19 @@ from __future__ import annotations
 import pytest
 
 from attnpick.backends.registry import ORDER
-from attnpick.decide.decision import Request, choose, default_dtype
+from attnpick.decide.decision import (
+    RankDifference,
+    Reason,
+    Request,
+    choose,
+    common_to_ranks,
+    default_dtype,
+    rank_by_times,
+    reject,
+)
 from attnpick.decide.facts import ModelFacts
 from attnpick.errors import NoBackendError, UsageError
-from tests.machines import machine
+from tests.helpers import machine
 
 ABI_ERROR = {
     "version": "2.8.3",
@@ -127,10 +136,12 @@ def test_all_reasons_are_collected_not_just_the_first():
 
 
 def test_auto_order_is_the_guides_and_flex_last():
-    assert ORDER == ["unsloth", "flash_attention_3", "flash_attention_4", "flash_attention_2", "torch_varlen",
-                     "xformers", "sdpa", "eager", "flex_attention"]
+    """Unsloth, then FlashAttention (3, 4, 2, PyTorch's own varlen kernel), then xFormers, then PyTorch: the runnable
+    backends come out in that order, the first accepted."""
     decision = choose(machine("linux", "H100", flash_attn_3="3.0.0", flash_attn_4="4.0.0b36", flash_attn="2.8.3",
                               xformers="0.0.33"))
+    assert [c.backend for c in decision.candidates if c.verdict != "rejected"] == [
+        "flash_attention_3", "flash_attention_4", "flash_attention_2", "torch_varlen", "xformers", "sdpa", "eager"]
     verdicts = {c.backend: c.verdict for c in decision.candidates}
     assert verdicts == {"unsloth": "rejected", "flash_attention_3": "accepted", "flash_attention_4": "eligible",
                         "flash_attention_2": "eligible", "torch_varlen": "eligible", "xformers": "eligible",
@@ -252,7 +263,6 @@ def test_pinned_sdpa_kernel_missing_from_the_torch_build():
 
 
 # The pure rewrites of a decision: each one table-tested like choose().
-from attnpick.decide.decision import RankDifference, Reason, common_to_ranks, rank_by_times, reject  # noqa: E402
 
 CPU = machine("linux", torch="2.13.0+cpu")
 H100_UNSLOTH = machine("linux", "H100", unsloth="2026.10.9", flash_attn="2.8.3")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import run_cli
+
 ROOT = Path(__file__).resolve().parents[1]
 TWINS = [("README.md", "README.ko.md"), ("docs/guide.md", "docs/guide.ko.md"), ("docs/layout.md", "docs/layout.ko.md"),
          ("docs/hub-kernels.md", "docs/hub-kernels.ko.md"), ("docs/facts.md", "docs/facts.ko.md"),
@@ -75,8 +77,6 @@ def test_what_you_will_see_is_what_dev_run_prints(tmp_path):
     """The README's 'What you will see' block has the lines `./dev run` prints (`attnpick train --output
     runs/quickstart-<time>`), line for line; only the numbers may differ."""
     import importlib.util
-
-    from tests.conftest import run_cli
 
     extra = [m for m in ("unsloth", "flash_attn", "xformers", "kernels") if importlib.util.find_spec(m)]
     if extra:

@@ -16,7 +16,7 @@ from attnpick.errors import UsageError
 from attnpick.loading import load_model
 from attnpick.model import exaone, tiny
 from attnpick.model.resolve import architecture
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 TRANSFORMERS = Version(__import__("transformers").__version__)
 

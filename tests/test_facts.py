@@ -2,7 +2,7 @@ import pytest
 
 from attnpick.decide.facts import EnvFacts
 from attnpick.errors import UsageError
-from tests.machines import machine
+from tests.helpers import machine
 
 
 def test_round_trip():

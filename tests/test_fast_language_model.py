@@ -12,67 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import trl_on_this_machine
+from tests.helpers import GUIDE, STEP, run_program, trl_on_this_machine
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-
-# The guide's case 1 (Unsloth's own example), with `from unsloth import FastLanguageModel` replaced.
-GUIDE = """
-    from attnpick import FastLanguageModel
-
-    max_seq_length = 256
-    model, tokenizer = FastLanguageModel.from_pretrained(
-        model_name="tiny-exaone",
-        max_seq_length=max_seq_length,
-        dtype=None,
-        load_in_4bit=True,
-    )
-    model = FastLanguageModel.get_peft_model(
-        model,
-        r=16,
-        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        lora_alpha=16,
-        lora_dropout=0,
-        bias="none",
-        use_gradient_checkpointing="unsloth",
-        random_state=3407,
-    )
-"""
-
-STEP = """
-    import json
-    import torch
-
-    batch = tokenizer(["안녕하세요 attention", "hi"], return_tensors="pt", padding=True)
-    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
-    model(**batch, labels=labels).loss.backward()
-    lora = {n: p.grad for n, p in model.named_parameters() if "lora_" in n}
-    with_grad = sorted(n for n, g in lora.items() if "lora_B" in n and g is not None and bool(g.abs().sum() > 0))
-    FastLanguageModel.for_inference(model)
-    prompt = tokenizer(["[|user|]서울은 어떤 곳인가요?\\n[|assistant|]"], return_tensors="pt")
-    out = model.generate(**prompt, max_new_tokens=6, do_sample=False)
-    report = model.attnpick_report
-    print("RESULT " + json.dumps({
-        "lora": len(lora), "lora_b_with_grad": len(with_grad), "layers_with_grad": sorted({n.split(".layers.")[1]
-        .split(".")[0] for n in with_grad}), "new_tokens": out.shape[1] - prompt["input_ids"].shape[1],
-        "chosen": report.chosen, "architecture": report.architecture, "notes": list(report.notes),
-        "use_cache": model.config.use_cache, "training": model.training}))
-"""
-
-
-def run(*parts: str, env: dict[str, str] | None = None, timeout: int = 900) -> tuple[dict, str]:
-    code = "\n".join(textwrap.dedent(part) for part in parts)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT "):]), proc.stderr
-
-
 def test_the_guides_case_1_trains_and_generates_with_one_import_changed():
-    result, stderr = run(GUIDE, STEP)
+    result, stderr = run_program(GUIDE, STEP)
     assert result["chosen"] == "sdpa"
     assert result["lora"] == 2 * 7 * 2  # A and B, seven projections, two layers of tiny-exaone
     assert result["lora_b_with_grad"] == 14 and result["layers_with_grad"] == ["0", "1"]  # every layer learns
@@ -83,20 +29,20 @@ def test_the_guides_case_1_trains_and_generates_with_one_import_changed():
 
 
 def test_trust_remote_code_true_still_runs_no_code_when_transformers_has_the_class():
-    result, _ = run(GUIDE.replace("load_in_4bit=True,", "load_in_4bit=True, trust_remote_code=True,"), STEP)
+    result, _ = run_program(GUIDE.replace("load_in_4bit=True,", "load_in_4bit=True, trust_remote_code=True,"), STEP)
     assert result["architecture"] in ("native", "llama_mapping")
     assert any("no repository code ran" in note for note in result["notes"])
 
 
 def test_backend_keyword_and_environment_choose_the_backend():
-    result, _ = run(GUIDE.replace("load_in_4bit=True,", "load_in_4bit=True, backend='eager',"), STEP)
+    result, _ = run_program(GUIDE.replace("load_in_4bit=True,", "load_in_4bit=True, backend='eager',"), STEP)
     assert result["chosen"] == "eager"
-    result, _ = run(GUIDE, STEP, env={"ATTNPICK_BACKEND": "eager"})
+    result, _ = run_program(GUIDE, STEP, env={"ATTNPICK_BACKEND": "eager"})
     assert result["chosen"] == "eager"
 
 
 def test_for_training_after_for_inference_trains_again():
-    result, _ = run(GUIDE, STEP, """
+    result, _ = run_program(GUIDE, STEP, """
         FastLanguageModel.for_training(model)
         model.zero_grad()
         model(**batch, labels=labels).loss.backward()
@@ -170,7 +116,7 @@ TRL = """
 @trl_on_this_machine
 @pytest.mark.parametrize("padding_free", [False, True])
 def test_trl_sft_trainer_trains_what_from_pretrained_and_get_peft_model_return(tmp_path, padding_free):
-    result, _ = run(GUIDE, f"OUTPUT, PADDING_FREE = {str(tmp_path)!r}, {padding_free}", TRL)
+    result, _ = run_program(GUIDE, f"OUTPUT, PADDING_FREE = {str(tmp_path)!r}, {padding_free}", TRL)
     assert result["steps"] == 3 and len(result["losses"]) == 3
     assert all(loss == loss and loss > 0 for loss in result["losses"])  # finite, positive
     assert result["changed"] == result["total"] == 14  # every LoRA B matrix moved
@@ -180,7 +126,7 @@ def test_trls_padding_free_collator_passes_attnpicks_packing_check_with_sdpa():
     """TRL 1.15 warns that padding-free needs a FlashAttention variant. With transformers 5, sdpa (and eager, and
     attnpick's xformers: they all build their mask through transformers' mask functions) separates packed
     sequences from their position_ids; attnpick's packing check measures it on the real path."""
-    result, _ = run(GUIDE, """
+    result, _ = run_program(GUIDE, """
         import json
         from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 

@@ -19,6 +19,7 @@ from attnpick.backends import torch_varlen as tv
 from attnpick.backends import xformers as xf
 from attnpick.backends.registry import ensure_registered
 from tests import stand_ins
+from tests.helpers import machine
 from tests.stand_ins import CALLS, Refused
 
 GQA = {"heads": 8, "kv_heads": 2}
@@ -339,7 +340,6 @@ def test_xformers_build_metadata_is_read_from_the_wheel(xformers_lib):
 
 
 def _xformers_machine(os_name, torch_version, release, built_for=None):
-    from tests.machines import machine
 
     built = built_for or xf.BUILT_FOR_TORCH.get(release, "2.10.0") + "+cu128"
     return machine(os_name, "RTX4090", torch=torch_version,
@@ -373,7 +373,6 @@ def test_the_install_hint_names_a_build_that_is_then_accepted(os_name, torch_ver
     import re
 
     from attnpick.decide.decision import choose
-    from tests.machines import machine
 
     gpu = machine(os_name, "T4", torch=torch_version)  # sm75: xFormers is the hint on Linux and Windows
     hint = next(h for h in choose(gpu).install_hints if h.backend == "xformers")
@@ -407,7 +406,6 @@ def test_every_torchrun_rank_gets_its_own_gpu(monkeypatch):
     from attnpick.decide.decision import Request, choose
     from attnpick.load.smoke import smoke_job
     from attnpick.model.resolve import device_map, torch_device
-    from tests.machines import machine
 
     gpu = machine("linux", "H100")
     monkeypatch.setenv("LOCAL_RANK", "3")

@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from attnpick.decide.probe import collect_facts
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 from tests.hub_kernel import write_kernel
 
 REPO = "kernels-community/flash-attn2"

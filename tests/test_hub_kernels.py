@@ -9,8 +9,7 @@ import subprocess
 import pytest
 
 from attnpick.decide.decision import Request, choose
-from tests.conftest import run_cli
-from tests.machines import machine
+from tests.helpers import machine, run_cli
 
 RANGE = {"kernels_range": ">=0.18.2,<0.19.0"}
 OFFLINE = {"offline": True, **RANGE}

@@ -14,8 +14,7 @@ from attnpick.load import smoke
 from attnpick.loading import load_model
 from attnpick.model import tiny
 from attnpick.model.resolve import resolve
-from tests.conftest import run_cli
-from tests.hub_layout import hub_cache_copy
+from tests.helpers import hub_cache_copy, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests import llama_cpp_run
-from tests.conftest import trl_on_this_machine
+from tests.helpers import trl_on_this_machine
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "examples" / "notebooks"
 SCRIPTS = sorted(p.name for p in NOTEBOOKS.glob("*.py"))

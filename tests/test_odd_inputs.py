@@ -11,8 +11,7 @@ import pytest
 
 from attnpick.errors import UsageError
 from attnpick.model import tiny
-from tests.test_bad_inputs import one_line
-from tests.test_training import train_cli
+from tests.helpers import machine, one_line, run_cli, train_cli
 
 
 def _rows(n: int, start: int = 0) -> list[dict[str, str]]:
@@ -168,7 +167,6 @@ def test_the_python_api_names_the_bad_argument():
     ("ATTNPICK_CACHE_DIR", "LOOP", "cannot be used"),
 ], ids=["disable-garbage", "disable-bad-rank", "backend", "rank", "cache-file", "cache-symlink-loop"])
 def test_environment_variables_are_checked_like_options(tmp_path, variable, value, needle):
-    from tests.conftest import run_cli
 
     if value == "FILE":
         value = str(tmp_path / "cache.txt")
@@ -184,8 +182,6 @@ def test_environment_variables_are_checked_like_options(tmp_path, variable, valu
 def test_a_read_only_cache_folder_is_refused_naming_the_variable(tmp_path):
     import os
 
-    from tests.conftest import run_cli
-
     folder = tmp_path / "ro"
     folder.mkdir()
     folder.chmod(0o500)
@@ -199,8 +195,6 @@ def test_a_read_only_cache_folder_is_refused_naming_the_variable(tmp_path):
 
 
 def test_a_facts_file_naming_an_unknown_hub_backend_is_refused(tmp_path):
-    from tests.conftest import run_cli
-    from tests.machines import machine
 
     doc = machine("linux", "H100").to_dict()
     doc["hub"]["flash_kernels"] = {"flash_attention_9": {"repo": "someone/fa9", "version": 1, "devices": ["cuda"]}}

@@ -16,18 +16,11 @@ from attnpick.measure import parity
 from attnpick.measure.bench import attention_flops, bench, plot
 from attnpick.measure.policy import measured_decision
 from attnpick.model.resolve import prepare
-from tests.conftest import run_cli
+from tests.helpers import ignore_padding, run_cli
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return run_cli(*args, timeout=1200)
-
-
-def ignore_padding(module, query, key, value, attention_mask, **kwargs):
-    """A deliberately wrong backend: SDPA that drops the padding mask."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    return sdpa_attention_forward(module, query, key, value, None, **kwargs)
 
 
 def test_verify_cli_passes_for_sdpa_against_eager_fp32():
@@ -75,7 +68,7 @@ def test_verify_cli_exits_4_on_a_parity_failure():
         import sys
         from transformers import AttentionInterface
         from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-        from tests.test_parity_bench import ignore_padding
+        from tests.helpers import ignore_padding
         AttentionInterface.register("ignore_padding", ignore_padding)
         AttentionMaskInterface.register("ignore_padding", sdpa_mask)
         from attnpick.cli.main import main

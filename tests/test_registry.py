@@ -15,7 +15,7 @@ from attnpick.backends import registry as catalog
 from attnpick.backends.base import HALF, Backend, HubBuild, InstallHint
 from attnpick.decide.decision import Request, choose
 from attnpick.decide.facts import HubKernel
-from tests.machines import machine
+from tests.helpers import machine
 
 
 def test_every_backend_file_is_in_the_registry():

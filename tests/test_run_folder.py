@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from tests.test_training import train_cli
+from tests.helpers import train_cli
 
 
 def test_two_runs_on_one_folder_leave_one_run_and_one_exit_2(tmp_path):

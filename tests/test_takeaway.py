@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from tests import llama_cpp_run
-from tests.conftest import run_cli
-from tests.test_bad_inputs import one_line
+from tests.helpers import one_line, run_cli
 
 PROMPT = "[|user|]서울은 어떤 곳인가요?\n[|assistant|]"
 

@@ -11,8 +11,7 @@ import torch
 from attnpick.backends import torch_varlen as tv
 from attnpick.backends.registry import CATALOG, ensure_registered
 from attnpick.decide.decision import choose
-from tests.conftest import tiny_model
-from tests.machines import machine
+from tests.helpers import FakeModule, causal_4d, machine, padding, tiny_model
 
 
 def reference_kernel(q, k, v, cu_q, cu_k, max_q, max_k, scale, window, gqa):
@@ -54,10 +53,6 @@ def reference(monkeypatch):
     return calls
 
 
-class FakeModule(torch.nn.Module):
-    is_causal = True
-
-
 def sdpa(query, key, value, mask4d, scaling=None):
     out = torch.nn.functional.scaled_dot_product_attention(query.double(), key.double(), value.double(),
                                                            attn_mask=mask4d, scale=scaling, enable_gqa=True)
@@ -69,21 +64,6 @@ def qkv(batch=2, heads=4, kv_heads=2, q_len=6, kv_len=6, dim=16, seed=0):
     return (torch.randn(batch, heads, q_len, dim, generator=gen),
             torch.randn(batch, kv_heads, kv_len, dim, generator=gen),
             torch.randn(batch, kv_heads, kv_len, dim, generator=gen))
-
-
-def padding(pad_left, pad_right, length):
-    mask = torch.ones(len(pad_left), length, dtype=torch.bool)
-    for row, (left, right) in enumerate(zip(pad_left, pad_right, strict=True)):
-        mask[row, :left] = False
-        if right:
-            mask[row, length - right:] = False
-    return mask
-
-
-def causal_4d(mask2d, q_len):
-    kv_len = mask2d.shape[1]
-    causal = torch.ones(q_len, kv_len, dtype=torch.bool).tril(diagonal=kv_len - q_len)
-    return causal[None, None] & mask2d[:, None, None, :]
 
 
 def test_registered_in_both_interfaces():

@@ -13,13 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.helpers import train_cli
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def train_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 900) -> subprocess.CompletedProcess[str]:
-    return run_cli("train", *args, env=env, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

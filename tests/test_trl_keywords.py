@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 
-from tests.conftest import trl_on_this_machine
+from tests.helpers import trl_on_this_machine
 
 EXAONE_TEXT = ("[|system|][|endofturn|]\n[|user|]서울은 어떤 곳인가요?\n[|assistant|]대한민국의 수도입니다."
                "[|endofturn|]\n")

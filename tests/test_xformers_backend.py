@@ -8,8 +8,7 @@ import torch
 
 from attnpick.backends import xformers as xf
 from attnpick.decide.decision import choose
-from tests.conftest import tiny_model
-from tests.machines import machine
+from tests.helpers import FakeModule, causal_padded_mask, eager, machine, tiny_model
 
 
 def reference_kernel(q, k, v, bias, p, scale):
@@ -45,41 +44,12 @@ def reference(monkeypatch):
     return calls
 
 
-class FakeModule(torch.nn.Module):
-    is_causal = True
-
-
-def eager(query, key, value, mask, scaling=None):
-    """transformers' eager attention with repeated kv, for comparison."""
-    from transformers.models.llama.modeling_llama import eager_attention_forward
-
-    module = FakeModule()
-    module.num_key_value_groups = query.shape[1] // key.shape[1]
-    module.eval()
-    additive = None
-    if mask is not None:
-        additive = torch.zeros(mask.shape, dtype=query.dtype).masked_fill(~mask, torch.finfo(query.dtype).min)
-    out, _ = eager_attention_forward(module, query, key, value, additive, scaling=scaling or query.shape[-1] ** -0.5)
-    return out
-
-
 def qkv(batch=2, heads=4, kv_heads=2, q_len=6, kv_len=6, dim=16, seed=0):
     gen = torch.Generator().manual_seed(seed)
     q = torch.randn(batch, heads, q_len, dim, generator=gen)
     k = torch.randn(batch, kv_heads, kv_len, dim, generator=gen)
     v = torch.randn(batch, kv_heads, kv_len, dim, generator=gen)
     return q, k, v
-
-
-def causal_padded_mask(pad_left: list[int], pad_right: list[int], q_len: int, kv_len: int) -> torch.Tensor:
-    rows = []
-    for left, right in zip(pad_left, pad_right, strict=True):
-        allowed = torch.ones(q_len, kv_len, dtype=torch.bool).tril(diagonal=kv_len - q_len)
-        allowed[:, :left] = False
-        if right:
-            allowed[:, kv_len - right:] = False
-        rows.append(allowed)
-    return torch.stack(rows).unsqueeze(1)
 
 
 def test_registered_in_both_interfaces():

@@ -1,6 +1,8 @@
 """`load_model()`: the front door. Validate the request, prepare the model, probe the machine, decide (the
 guide's order or `--policy measured`; under torchrun, agreed by every rank), then hand the decision to the proven
-chain (`attnpick.load.chain`)."""
+chain (`attnpick.load.chain`). It sits above `measure/` (the measured policy times backends) and below what trains,
+exports and chats. `DoctorConfig` and `PlanConfig` decide without loading: on this machine, or on one a facts file
+describes."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from attnpick import settings
-from attnpick.backends.registry import BACKEND_NAMES
+from attnpick.backends.registry import BACKEND_NAMES, check_hub_facts
 from attnpick.decide.decision import Decision, Request, choose, reject
 from attnpick.decide.facts import EnvFacts
 from attnpick.decide.probe import collect_facts
@@ -19,14 +21,9 @@ from attnpick.load.quantization import require_bitsandbytes
 from attnpick.measure.policy import measured_decision
 from attnpick.measure.verdicts import parity_failures
 from attnpick.model import tiny
-from attnpick.model.resolve import (
-    DEFAULT_MAX_SEQ_LENGTH,
-    MAX_SEQ_LENGTH_LIMIT,
-    MODEL_HELP,
-    Prepared,
-    dtype_name,
-    prepare,
-)
+from attnpick.model.config import read_model_facts
+from attnpick.model.options import ModelOptions, check_max_seq_length
+from attnpick.model.resolve import DEFAULT_MAX_SEQ_LENGTH, Prepared, dtype_name, prepare
 from attnpick.settings import BACKEND_ENV, disabled_backends
 from attnpick.settings import backend as backend_from_env
 from attnpick.util.options import option
@@ -34,7 +31,7 @@ from attnpick.util.subproc import SMOKE_TIMEOUT_S, check_timeout
 
 POLICIES = ("auto", "measured")
 
-__all__ = ["LoadConfig", "LoadReport", "decide", "load_model", "request_for"]
+__all__ = ["DoctorConfig", "LoadConfig", "LoadReport", "PlanConfig", "decide", "load_model", "request_for"]
 
 
 def request_for(backend: str | list[str] | None, dtype: Any = None, training: bool = True,
@@ -66,28 +63,24 @@ def decide(facts: EnvFacts, request: Request, prepared: Prepared, policy: str = 
 
 def check_load_options(max_seq_length: Any, policy: str, smoke_timeout: Any) -> None:
     """Refuse bad options before any work: one message naming the option."""
-    if policy not in POLICIES:
-        raise UsageError(f"Unknown policy {policy!r}. Choose auto or measured.")
-    if not isinstance(max_seq_length, int) or isinstance(max_seq_length, bool) \
-            or not 1 <= max_seq_length <= MAX_SEQ_LENGTH_LIMIT:
-        raise UsageError(f"max_seq_length (--max-seq-length) must be a whole number of tokens from 1 to "
-                         f"{MAX_SEQ_LENGTH_LIMIT}, got {max_seq_length!r}.")
+    check_policy(policy)
+    check_max_seq_length(max_seq_length, "max_seq_length (--max-seq-length)")
     check_timeout(smoke_timeout, "smoke_timeout (--smoke-timeout)")
 
 
+def check_policy(policy: Any) -> None:
+    if policy not in POLICIES:
+        raise UsageError(f"Unknown policy {policy!r}. Choose auto or measured.")
+
+
 @dataclass
-class LoadConfig:
+class LoadConfig(ModelOptions):
     """Every option of `attnpick load`, with its help line; `validate()` holds the checks, `load()` loads."""
 
-    model: str = option(tiny.NAME, MODEL_HELP, positional=True)
     backend: str | None = option("auto", "auto (default) or one backend name; env ATTNPICK_BACKEND", kind="backend")
     dtype: str | None = option(None, "compute dtype", kind="dtype")
     load_in_4bit: bool = option(False, "bitsandbytes NF4 (QLoRA)", flag="--4bit", action="store_true")
     max_seq_length: int = option(DEFAULT_MAX_SEQ_LENGTH, "longest sequence the model will see", metavar="N")
-    trust_remote_code: bool = option(False, "allow the repository's own Python code (only used when transformers has "
-                                     "no class)", action="store_true")
-    exaone_as_llama: bool = option(False, "load EXAONE through attnpick's Llama mapping even where transformers has it "
-                                   "natively", action="store_true")
     smoke_timeout: float = option(SMOKE_TIMEOUT_S, "seconds one smoke run may take", metavar="S", type=float)
     fresh: bool = option(False, "ignore cached import checks and smoke results", action="store_true")
     policy: str = option("auto", "auto: the guide's order; measured: the fastest backend that passed parity here",
@@ -95,20 +88,86 @@ class LoadConfig:
 
     def validate(self) -> None:
         """Every value checked before any work; `UsageError` naming the option."""
+        self.validate_model()
         check_load_options(self.max_seq_length, self.policy, self.smoke_timeout)
         request_for(self.backend, self.dtype)
 
     def load(self, facts: EnvFacts | None = None) -> tuple[Any, Any, LoadReport]:
         """`load_model` with these options."""
         self.validate()
-        return load_model(self.model, max_seq_length=self.max_seq_length, dtype=self.dtype,
-                          load_in_4bit=self.load_in_4bit, trust_remote_code=self.trust_remote_code,
-                          backend=self.backend, facts=facts, smoke_timeout=self.smoke_timeout,
-                          use_cache=not self.fresh, force_llama_mapping=self.exaone_as_llama, policy=self.policy)
+        return load_model(self.prepare(), max_seq_length=self.max_seq_length, dtype=self.dtype,
+                          load_in_4bit=self.load_in_4bit, backend=self.backend, facts=facts,
+                          smoke_timeout=self.smoke_timeout, use_cache=not self.fresh, policy=self.policy)
+
+
+@dataclass
+class DoctorConfig(ModelOptions):
+    """Every option of `attnpick doctor`: this machine's facts and the decision, for a model's attention shapes
+    (only its config.json is read) or none."""
+
+    model: str | None = option(None, "a model whose config.json gives the attention shapes (default: none; "
+                               f"{tiny.NAME}'s for --policy measured)", positional=True)
+    backend: str | None = option("auto", "auto (default) or one backend name; env ATTNPICK_BACKEND", kind="backend")
+    dtype: str | None = option(None, "compute dtype", kind="dtype")
+    inference: bool = option(False, "no training planned (no backward pass needed)", action="store_true")
+    fresh: bool = option(False, "ignore cached import checks", action="store_true")
+    policy: str = option("auto", "measured: rank eligible backends by measured speed (the model's shapes, default "
+                         f"{tiny.NAME}, at --seq-len) among those that pass parity", choices=POLICIES)
+    seq_len: int = option(256, "sequence length for --policy measured", metavar="N")
+
+    def validate(self) -> None:
+        if self.model is not None:
+            self.validate_model()
+        check_policy(self.policy)
+        check_max_seq_length(self.seq_len, "--seq-len")
+        self.request()
+
+    def request(self) -> Request:
+        return request_for(self.backend, self.dtype, not self.inference, origin="--backend")
+
+    def run(self) -> tuple[EnvFacts, Decision]:
+        """(this machine's facts, the decision)."""
+        self.validate()
+        facts = collect_facts(fresh=self.fresh)
+        if self.policy == "measured":
+            prepared = self.prepare() if self.model else prepare(tiny.NAME)
+            return facts, decide(facts, self.request(), prepared, self.policy, self.seq_len, use_cache=not self.fresh)
+        model_facts = read_model_facts(self.model) if self.model else None
+        return facts, choose(facts, self.request(), model_facts)
+
+
+@dataclass
+class PlanConfig(ModelOptions):
+    """Every option of `attnpick plan`: the decision on the machine a facts file (`doctor --json`) describes."""
+
+    model: str | None = option(None, "a model whose config.json gives the attention shapes (default: none)",
+                               positional=True)
+    env: str = option("", "facts JSON (doctor --json output or its 'facts'); '-' reads standard input",
+                      metavar="FILE", required=True)
+    backend: str | None = option("auto", "auto (default) or one backend name; env ATTNPICK_BACKEND", kind="backend")
+    dtype: str | None = option(None, "compute dtype", kind="dtype")
+    inference: bool = option(False, "no training planned (no backward pass needed)", action="store_true")
+
+    def validate(self) -> None:
+        if self.model is not None:
+            self.validate_model()
+        if not self.env:
+            raise UsageError("attnpick plan needs --env FILE: a facts file written by 'attnpick doctor --json'.")
+        self.request()
+
+    def request(self) -> Request:
+        return request_for(self.backend, self.dtype, not self.inference, origin="--backend")
+
+    def run(self, document: Any) -> tuple[EnvFacts, Decision]:
+        """(the described machine's facts, the decision), from the facts file's parsed `document`."""
+        self.validate()
+        facts = EnvFacts.from_dict(document, where=self.env)
+        check_hub_facts(facts, self.env)
+        return facts, choose(facts, self.request(), read_model_facts(self.model) if self.model else None)
 
 
 def load_model(
-    model_name: str = tiny.NAME,
+    model_name: str | Prepared = tiny.NAME,
     max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
     dtype: Any = None,
     load_in_4bit: bool = False,
@@ -129,7 +188,8 @@ def load_model(
     Parameters mirror Unsloth's `FastLanguageModel.from_pretrained`, plus `backend`.
 
     Args:
-        model_name: `tiny-exaone`, a local folder laid out like the hub, or a hub id in the local cache.
+        model_name: `tiny-exaone`, a local folder laid out like the hub, or a hub id in the local cache; or a model
+            prepared already (`ModelOptions.prepare()`, `attnpick.model.resolve.prepare`), with its own flags.
         max_seq_length: longest sequence the model will see (set on the tokenizer; Unsloth uses it too).
         dtype: None for the device's best (bf16 on Ampere+, fp16 on older GPUs, fp32 on CPU), or a dtype.
         load_in_4bit: bitsandbytes NF4 quantization (QLoRA). Needs bitsandbytes; never silently skipped.
@@ -160,7 +220,8 @@ def load_model(
     settings.check_environment(BACKEND_NAMES)
     check_load_options(max_seq_length, policy, smoke_timeout)
     request = request_for(backend, dtype)
-    prepared = prepare(model_name, trust_remote_code, force_llama_mapping, token=token, revision=revision)
+    prepared = model_name if isinstance(model_name, Prepared) else \
+        prepare(model_name, trust_remote_code, force_llama_mapping, token=token, revision=revision)
     facts = facts or collect_facts()
     if load_in_4bit:
         require_bitsandbytes(facts)
@@ -170,6 +231,6 @@ def load_model(
         if distributed.rank_and_world()[1] > 1 and not request.forced:
             distributed.init_process_group()
             decision, differing = distributed.agree_on_backend(facts, decision, prepared.model_facts)
-    options = LoadOptions(max_seq_length, load_in_4bit, trust_remote_code, smoke_timeout, use_cache)
+    options = LoadOptions(max_seq_length, load_in_4bit, smoke_timeout, use_cache)
     model, tokenizer, report = load_with(decision, prepared, facts, options)
     return model, tokenizer, replace(report, ranks_that_differed=differing)

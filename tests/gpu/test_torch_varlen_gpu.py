@@ -8,9 +8,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.helpers import FakeModule, causal_4d, padding
+
 pytestmark = pytest.mark.gpu
 
-from tests.test_torch_varlen_backend import FakeModule, causal_4d, padding  # noqa: E402
 
 
 def _sdpa(q, k, v, mask):

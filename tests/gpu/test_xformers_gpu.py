@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.helpers import FakeModule, causal_padded_mask, eager
+
 pytestmark = pytest.mark.gpu
 
-from tests.test_xformers_backend import FakeModule, causal_padded_mask, eager  # noqa: E402
 
 
 @pytest.fixture(scope="module")

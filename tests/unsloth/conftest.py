@@ -2,7 +2,7 @@ from importlib import metadata
 
 import pytest
 
-from tests.conftest import skip_marked
+from tests.helpers import skip_marked
 
 
 def _installed() -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_fast_language_model import GUIDE, STEP, run
+from tests.helpers import GUIDE, STEP, run_program
 
 pytestmark = pytest.mark.unsloth
 
@@ -25,7 +25,7 @@ COUNT_UNSLOTH = """
 
 
 def test_the_guides_case_1_gets_unsloths_own_objects():
-    result, stderr = run(COUNT_UNSLOTH, GUIDE, STEP, """
+    result, stderr = run_program(COUNT_UNSLOTH, GUIDE, STEP, """
         print("RESULT " + json.dumps({"unsloth_get_peft_model_calls": len(calls),
                                       "lora_b_with_grad": len(with_grad),
                                       "new_tokens": out.shape[1] - prompt["input_ids"].shape[1],

@@ -15,14 +15,15 @@ from typing import Any
 from attnpick.errors import UsageError
 from attnpick.export import adapters
 from attnpick.model import tiny
-from attnpick.model.resolve import MAX_SEQ_LENGTH_LIMIT
+from attnpick.model.options import ModelOptions, check_max_seq_length
+from attnpick.model.resolve import DEFAULT_MAX_SEQ_LENGTH
 from attnpick.util.options import finite, option, whole
 
 RESET, EXIT = "/reset", "/exit"
 
 
 @dataclass
-class ChatConfig:
+class ChatConfig(ModelOptions):
     """Every option of `attnpick chat`; `validate()` refuses bad input before anything loads."""
 
     model: str = option(tiny.NAME, "a run folder of 'attnpick train', a saved adapter folder, or a model",
@@ -37,12 +38,13 @@ class ChatConfig:
                           kind="backend")
     load_in_4bit: bool = option(True, "load the model in full precision, not 4-bit (a run loads as it trained "
                                 "unless this is given)", flag="--no-4bit", action="store_false")
-    max_seq_length: int = option(2048, "the context the model is loaded for (the conversation is cut to it)",
-                                 metavar="N")
+    max_seq_length: int = option(DEFAULT_MAX_SEQ_LENGTH, "the context the model is loaded for (the conversation is "
+                                 "cut to it)", metavar="N")
 
     def validate(self) -> None:
+        self.validate_model()
         whole(self.max_new_tokens, "--max-new-tokens", 1)
-        whole(self.max_seq_length, "--max-seq-length", 8, MAX_SEQ_LENGTH_LIMIT)
+        check_max_seq_length(self.max_seq_length)
         finite(self.temperature, "--temperature", low=0.0)
         if self.prompt is not None and not self.prompt.strip():
             raise UsageError("--prompt is empty: give the message, e.g. --prompt \"서울은 어떤 곳인가요?\".")
@@ -53,7 +55,7 @@ class ChatConfig:
         self.validate()
         model, tokenizer, report = adapters.load_trained(
             self.model, self.max_seq_length, load_in_4bit=None if self.load_in_4bit else False, trainable=False,
-            backend=self.backend)
+            backend=self.backend, **self.load_keywords())
         if not getattr(tokenizer, "chat_template", None):
             raise UsageError(f"{self.model}'s tokenizer has no chat template. Chat with an instruction-tuned model, "
                              "or save one with get_chat_template(tokenizer, ...) and tokenizer.save_pretrained.")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from attnpick import settings
-from attnpick.backends.registry import BACKEND_NAMES, DTYPES, check_hub_facts
+from attnpick.backends.registry import BACKEND_NAMES, DTYPES
 from attnpick.cli.chat import ChatConfig, answer, converse, opening
 from attnpick.cli.render import (
     backend_phrase,
@@ -31,17 +31,13 @@ from attnpick.cli.render import (
     print_train,
     print_verify,
 )
-from attnpick.decide.decision import Request, choose
-from attnpick.decide.facts import EnvFacts
+from attnpick.decide.decision import Request
 from attnpick.decide.probe import collect_facts
 from attnpick.errors import AttnpickError, NoBackendError, UsageError, first_line
 from attnpick.export.trained import ExportConfig, export_trained
-from attnpick.loading import POLICIES, LoadConfig, decide, request_for
+from attnpick.loading import DoctorConfig, LoadConfig, PlanConfig, request_for
 from attnpick.measure.bench import BenchConfig
 from attnpick.measure.parity import VerifyConfig
-from attnpick.model import tiny
-from attnpick.model.config import read_model_facts
-from attnpick.model.resolve import prepare
 from attnpick.settings import BACKEND_ENV
 from attnpick.training.config import TrainConfig
 from attnpick.training.run import train
@@ -74,21 +70,15 @@ def _json_option(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--json", action="store_true", help=f"print {what} as JSON instead of tables")
 
 
-def _decision_options(parser: argparse.ArgumentParser) -> None:
-    _backend_option(parser)
-    _dtype_option(parser)
-    parser.add_argument("--model", metavar="DIR", help="a local model folder; only its config.json is read")
-    parser.add_argument("--inference", action="store_true", help="no training planned (no backward pass needed)")
-    _json_option(parser, "the facts and the decision")
-
-
 def _config_options(parser: argparse.ArgumentParser, config_class: type) -> None:
     """One option per field of a config dataclass (`TrainConfig`, `LoadConfig`, `VerifyConfig`, `BenchConfig`), with
     the field's help and default: the CLI restates nothing the library declares."""
     for name, default, meta in cli_fields(config_class):
         kind = meta.get("kind")
-        if meta.get("positional"):
-            parser.add_argument(name, nargs="?", default=default, help=meta["help"])
+        if meta.get("positional"):  # `attnpick train MODEL` and `attnpick train --model MODEL` alike
+            parser.add_argument(name, nargs="?", default=None, help=meta["help"] + (f" (default: {default})"
+                                                                                   if default else ""))
+            parser.add_argument(f"--{name}", dest=f"{name}_option", metavar=name.upper(), help=f"the same as {name}")
         elif kind in ("backend", "backends"):
             _backend_option(parser, several=kind == "backends")
         elif kind == "dtype":
@@ -110,7 +100,16 @@ def _config_options(parser: argparse.ArgumentParser, config_class: type) -> None
 
 
 def _config(args: argparse.Namespace, config_class: type, **overrides: Any) -> Any:
-    values = {name: getattr(args, name) for name, _, _ in cli_fields(config_class)}
+    values = {}
+    for name, default, meta in cli_fields(config_class):
+        value = getattr(args, name)
+        if meta.get("positional"):
+            option = getattr(args, f"{name}_option")
+            if value is not None and option is not None and value != option:
+                raise UsageError(f"Can't provide both {name} {value!r} and --{name} {option!r}. Choose one.")
+            value = option if value is None else value
+            value = default if value is None else value
+        values[name] = value
     return config_class(**{**values, **overrides})
 
 
@@ -121,24 +120,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     doctor = sub.add_parser("doctor", help="probe this machine and explain the choice of backend")
-    _decision_options(doctor)
-    doctor.add_argument("--fresh", action="store_true", help="ignore cached import checks")
-    doctor.add_argument("--policy", default="auto", choices=POLICIES,
-                        help="measured: rank eligible backends by measured speed (shapes of --model, default "
-                             f"{tiny.NAME}, at --seq-len) among those that pass parity")
-    doctor.add_argument("--seq-len", type=int, default=256, metavar="N", help="sequence length for --policy measured")
+    _config_options(doctor, DoctorConfig)
+    _json_option(doctor, "the facts and the decision")
     doctor.set_defaults(func=cmd_doctor)
 
     plan = sub.add_parser("plan", help="what attnpick would pick on the machine described by a facts file")
-    plan.add_argument("--env", required=True, metavar="FILE", help="facts JSON (doctor --json output or its "
-                      "'facts'); '-' reads standard input")
-    _decision_options(plan)
+    _config_options(plan, PlanConfig)
+    _json_option(plan, "the decision")
     plan.set_defaults(func=cmd_plan)
 
     load = sub.add_parser("load", help="load a model with the fastest backend proven to work here")
     _config_options(load, LoadConfig)
     _json_option(load, "the load report")
-    load.set_defaults(func=cmd_load, inference=False)
+    load.set_defaults(func=cmd_load)
 
     ver = sub.add_parser("verify", help="compare every working backend with eager float32 on a padded batch")
     _config_options(ver, VerifyConfig)
@@ -153,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="QLoRA fine-tune with the proven backend (packing checked, exact resume)")
     _config_options(tr, TrainConfig)
     _json_option(tr, "the train report (no progress bar)")
-    tr.set_defaults(func=cmd_train, inference=False)
+    tr.set_defaults(func=cmd_train)
 
     ex = sub.add_parser("export", help="a trained run as a merged model folder or GGUF files for llama.cpp")
     _config_options(ex, ExportConfig)
@@ -166,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _request(args: argparse.Namespace) -> Request:
-    return request_for(args.backend, args.dtype, not args.inference, origin="--backend")
+    return request_for(args.backend, args.dtype, origin="--backend")
 
 
 def _print_json(data: Any) -> None:
@@ -193,17 +187,11 @@ def _console() -> Any:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    request = _request(args)
-    if args.seq_len < 1:
-        raise UsageError(f"--seq-len must be a positive number of tokens, got {args.seq_len}.")
-    prepared = prepare(args.model or tiny.NAME) if args.policy == "measured" else None
-    model_facts = read_model_facts(args.model) if args.model else None
-    facts = collect_facts(fresh=args.fresh)
-    if prepared is not None:
+    config = _config(args, DoctorConfig)
+    config.validate()
+    if config.policy == "measured":
         _quiet_transformers()
-        decision = decide(facts, request, prepared, args.policy, args.seq_len, use_cache=not args.fresh)
-    else:
-        decision = choose(facts, request, model_facts)
+    facts, decision = config.run()
     if args.json:
         _print_json({"facts": facts.to_dict(), "decision": decision.to_dict()})
     else:
@@ -213,11 +201,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    request = _request(args)
-    model_facts = read_model_facts(args.model) if args.model else None
-    facts = EnvFacts.from_dict(_read_facts_doc(args.env), where=args.env)
-    check_hub_facts(facts, args.env)
-    decision = choose(facts, request, model_facts)
+    config = _config(args, PlanConfig)
+    config.validate()
+    facts, decision = config.run(_read_facts_doc(config.env))
     if args.json:
         _print_json(decision.to_dict())
     else:
@@ -249,7 +235,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     config = _config(args, VerifyConfig)
-    config.backends()  # an unknown name is refused before anything loads
+    config.validate()  # an unknown name is refused before anything loads
     _quiet_transformers()
     report = config.run()
     if args.json:
@@ -306,7 +292,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             bar.update(tasks[what], completed=done)
 
         written, report = export_trained(config, progress)
-    print(f"Exported {config.run} ({report.model}, loaded with {backend_phrase(report)}) as {config.format}:")
+    print(f"Exported {config.model} ({report.model}, loaded with {backend_phrase(report)}) as {config.format}:")
     for path in written:
         print(f"  {path}")
     return 0

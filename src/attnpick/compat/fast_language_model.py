@@ -30,7 +30,8 @@ from attnpick.export import adapters, gguf_file, hub, merged
 from attnpick.load import lora
 from attnpick.load.chain import LoadReport
 from attnpick.load.quantization import keep_trainable
-from attnpick.model.resolve import MAX_SEQ_LENGTH_LIMIT
+from attnpick.model.options import check_max_seq_length
+from attnpick.model.resolve import DEFAULT_MAX_SEQ_LENGTH
 from attnpick.util.options import finite, flag, whole
 
 # As Unsloth patches TRL on import: SFTTrainer / SFTConfig take Unsloth's keywords from here on
@@ -50,7 +51,7 @@ class FastLanguageModel:
     @staticmethod
     def from_pretrained(
         model_name: str = "unsloth/Llama-3.2-1B-Instruct",
-        max_seq_length: int = 2048,
+        max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
         dtype: Any = None,
         load_in_4bit: bool = True,
         load_in_8bit: bool = False,
@@ -95,7 +96,7 @@ class FastLanguageModel:
             model_name = os.fspath(model_name)
         if not isinstance(model_name, str) or not model_name.strip():
             raise UsageError(f"model_name must be a model id or folder, e.g. 'tiny-exaone', got {model_name!r}.")
-        whole(max_seq_length, "max_seq_length", 8, MAX_SEQ_LENGTH_LIMIT)
+        check_max_seq_length(max_seq_length, "max_seq_length")
         for value, name in ((load_in_4bit, "load_in_4bit"), (load_in_8bit, "load_in_8bit"),
                             (load_in_16bit, "load_in_16bit"), (full_finetuning, "full_finetuning"),
                             (trust_remote_code, "trust_remote_code")):
@@ -138,7 +139,7 @@ class FastLanguageModel:
         finetune_last_n_layers: int | None = None,
         use_gradient_checkpointing: Any = "unsloth",
         random_state: int = 3407,
-        max_seq_length: int = 2048,
+        max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
         use_rslora: bool = False,
         modules_to_save: Any = None,
         init_lora_weights: Any = True,

@@ -13,34 +13,36 @@ from typing import Any
 
 from attnpick.errors import UsageError
 from attnpick.export import adapters, gguf_file, merged
-from attnpick.model.resolve import MAX_SEQ_LENGTH_LIMIT
+from attnpick.model.options import ModelOptions, check_max_seq_length
 from attnpick.util import files
-from attnpick.util.options import option, whole
+from attnpick.util.options import option
 
-FORMATS = ("merged", "gguf")
+EXPORT_FORMATS = ("merged", "gguf")
 
 
 @dataclass
-class ExportConfig:
-    """Every option of `attnpick export`; `validate()` refuses bad input before anything loads."""
+class ExportConfig(ModelOptions):
+    """Every option of `attnpick export`; `validate()` refuses bad input before anything loads. `model` is the run (or
+    adapter) folder; the model options say how to read the base model it names."""
 
-    run: str = option("", "the run folder 'attnpick train --output' wrote, or a saved adapter folder",
-                      positional=True)
+    model: str = option("", "the run folder 'attnpick train --output' wrote, or a saved adapter folder",
+                        positional=True)
     output: str = option("", "the folder to write (new or empty)", metavar="DIR", required=True)
     format: str = option("merged", "merged: a 16-bit model folder transformers loads; gguf: files for llama.cpp",
-                         choices=FORMATS)
+                         choices=EXPORT_FORMATS)
     quantization: str | None = option(None, "with --format gguf: q8_0 (default), f16, bf16, f32, or q4_k_m, "
                                       "q5_k_m, ... (those need llama-cpp-python); with --format merged: 16bit "
                                       "(default) or 4bit", metavar="TYPE")
     max_seq_length: int = option(256, "the context the model is loaded for", metavar="N")
 
     def validate(self) -> None:
-        if not self.run:
+        if not self.model:
             raise UsageError("attnpick export needs the run or adapter folder, e.g. attnpick export runs/demo "
                              "--output merged-model.")
-        if self.format not in FORMATS:
+        self.validate_model()
+        if self.format not in EXPORT_FORMATS:
             raise UsageError(f"--format must be merged or gguf, got {self.format!r}.")
-        whole(self.max_seq_length, "--max-seq-length", 8, MAX_SEQ_LENGTH_LIMIT)
+        check_max_seq_length(self.max_seq_length)
         if self.format == "merged":
             self.save_method()
         else:
@@ -49,7 +51,7 @@ class ExportConfig:
             if needs and importlib.util.find_spec("llama_cpp") is None:
                 raise UsageError(f"--quantization {needs[0]} needs llama.cpp's quantizer: "
                                  f"{gguf_file.LLAMA_CPP_INSTALL}. q8_0, f16 and bf16 need nothing more.")
-        adapters.locate(self.run, need_adapter=True)
+        adapters.locate(self.model, need_adapter=True)
         if not self.output:
             raise UsageError("--output is required: the folder to write the model to.")
         out = merged.check_output(self.output)
@@ -66,8 +68,8 @@ class ExportConfig:
 def export_trained(config: ExportConfig, progress: merged.Progress | None = None) -> tuple[list[Path], Any]:
     """Write the export; returns (what was written, the LoadReport of the model it came from)."""
     config.validate()
-    model, tokenizer, report = adapters.load_trained(config.run, config.max_seq_length, trainable=False,
-                                                     need_adapter=True)
+    model, tokenizer, report = adapters.load_trained(config.model, config.max_seq_length, trainable=False,
+                                                     need_adapter=True, **config.load_keywords())
     out = Path(config.output).expanduser()
     if config.format == "merged":
         merged.save_merged(model, tokenizer, out, config.save_method(), source_folder=report.source_folder or None,

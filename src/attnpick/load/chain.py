@@ -33,7 +33,6 @@ class LoadOptions:
 
     max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH
     load_in_4bit: bool = False
-    trust_remote_code: bool = False
     smoke_timeout: float = SMOKE_TIMEOUT_S
     use_cache: bool = True
 
@@ -206,7 +205,7 @@ def instantiate(cand: Candidate, prepared: Prepared, dtype: str, facts: EnvFacts
 
     ensure_registered(cand.backend)
     torch_dtype = getattr(torch, dtype)
-    remote_code = options.trust_remote_code and prepared.architecture == "remote_code"
+    remote_code = prepared.architecture == "remote_code"  # prepared so only when trust_remote_code was given
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "attn_implementation": cand.implementation,
                               "trust_remote_code": remote_code}
     folder = str(prepared.load_folder)

@@ -26,7 +26,8 @@ from attnpick.load.smoke import runnability
 from attnpick.measure.parity import backend_names, verify
 from attnpick.model import tiny
 from attnpick.model.config import check_context
-from attnpick.model.resolve import MAX_SEQ_LENGTH_LIMIT, MODEL_HELP, Prepared, as_prepared, torch_device
+from attnpick.model.options import ModelOptions
+from attnpick.model.resolve import MAX_SEQ_LENGTH_LIMIT, Prepared, as_prepared, torch_device
 from attnpick.util import files, plots
 from attnpick.util.options import option
 from attnpick.util.subproc import BENCH_TIMEOUT_S, run_child
@@ -300,10 +301,9 @@ def check_bench_values(seq_lens: Any, batch: Any, repeats: Any, mode: str) -> No
 
 
 @dataclass
-class BenchConfig:
+class BenchConfig(ModelOptions):
     """Every option of `attnpick bench`, with its help line; `run()` checks them and measures."""
 
-    model: str = option(tiny.NAME, MODEL_HELP, positional=True)
     seq_lens: str = option("256,1024,4096", "sequence lengths to measure", metavar="A,B,C")
     batch: int = option(1, "batch size", metavar="N")
     mode: str = option("kernel", "kernel: the attention op alone; train: a training step; infer: prefill and decode",
@@ -323,7 +323,9 @@ class BenchConfig:
             raise UsageError(f"--seq-lens must be comma-separated token counts, got {self.seq_lens!r}.") from None
 
     def validate(self) -> None:
+        self.validate_model()
         check_bench_values(self.lengths(), self.batch, self.repeats, self.mode)
+        Request.from_names(None, self.dtype)
         backend_names(self.backend)
         if self.plot:
             if not self.plot.lower().endswith(".png"):
@@ -333,7 +335,7 @@ class BenchConfig:
     def run(self) -> BenchReport:
         self.validate()
         dtype = Request.from_names(None, self.dtype).dtype
-        report = bench(self.model, seq_lens=self.lengths(), batch=self.batch, mode=self.mode,
+        report = bench(self.prepare(), seq_lens=self.lengths(), batch=self.batch, mode=self.mode,
                        backends=backend_names(self.backend), dtype=dtype, lora=self.lora, repeats=self.repeats,
                        verify_first=not self.no_verify)
         if self.plot:

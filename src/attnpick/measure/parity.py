@@ -27,7 +27,8 @@ from attnpick.load.smoke import runnability
 from attnpick.measure.tolerances import TOLERANCES
 from attnpick.measure.verdicts import record_parity
 from attnpick.model import tiny
-from attnpick.model.resolve import MODEL_HELP, Prepared, as_prepared
+from attnpick.model.options import ModelOptions
+from attnpick.model.resolve import Prepared, as_prepared
 from attnpick.util.options import option
 from attnpick.util.subproc import SMOKE_TIMEOUT_S
 
@@ -128,7 +129,7 @@ def _run(prepared: Prepared, cand: Candidate, dtype: str, facts: EnvFacts,
          lora: bool) -> tuple[Any, Any, dict[str, Any]]:
     import torch  # heavy: only when a model runs
 
-    options = LoadOptions(load_in_4bit=False, trust_remote_code=prepared.architecture == "remote_code")
+    options = LoadOptions(load_in_4bit=False)
     model, tokenizer, _ = instantiate(cand, prepared, dtype, facts, options)
     model.eval()  # no dropout; gradients still flow
     if lora:
@@ -231,10 +232,9 @@ def _checkable(backends: list[str] | None, facts: EnvFacts, prepared: Prepared, 
 
 
 @dataclass
-class VerifyConfig:
-    """Every option of `attnpick verify`, with its help line; `run()` checks them and verifies."""
+class VerifyConfig(ModelOptions):
+    """Every option of `attnpick verify`, with its help line; `validate()` refuses bad input, `run()` verifies."""
 
-    model: str = option(tiny.NAME, MODEL_HELP, positional=True)
     backend: list[str] = option([], "backends to check (default: every one that runs here)", kind="backends")
     dtype: str | None = option(None, "dtype of the backends (the reference is float32)", kind="dtype")
     lora: bool = option(False, "attach a LoRA and compare LoRA gradients", action="store_true")
@@ -242,9 +242,15 @@ class VerifyConfig:
     def backends(self) -> list[str] | None:
         return backend_names(self.backend)
 
+    def validate(self) -> None:
+        self.validate_model()
+        self.backends()
+        Request.from_names(None, self.dtype)
+
     def run(self) -> VerifyReport:
+        self.validate()
         dtype = Request.from_names(None, self.dtype).dtype
-        return verify(self.model, backends=self.backends(), dtype=dtype, lora=self.lora)
+        return verify(self.prepare(), backends=self.backends(), dtype=dtype, lora=self.lora)
 
 
 def backend_names(given: list[str] | str | None) -> list[str] | None:

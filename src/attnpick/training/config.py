@@ -5,11 +5,11 @@ refuses a bad value before anything is loaded or written."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from attnpick.backends.registry import DTYPES
 from attnpick.errors import UsageError
-from attnpick.model import tiny
-from attnpick.model.resolve import MAX_SEQ_LENGTH_LIMIT
+from attnpick.model.options import ModelOptions, check_max_seq_length
 from attnpick.training.data import DEFAULT as DEFAULT_DATA
 from attnpick.training.data import TRUNCATE, parse_columns
 from attnpick.util.options import finite, option, whole
@@ -19,11 +19,10 @@ PACKING = ("auto", "on", "off")
 
 
 @dataclass
-class TrainConfig:
-    """One fine-tuning run. Field names are the library's keyword arguments; `--field-name` the CLI's."""
+class TrainConfig(ModelOptions):
+    """One fine-tuning run. Field names are the library's keyword arguments; `--field-name` the CLI's. The model and
+    how to read it are `ModelOptions`' fields, as for every command."""
 
-    model: str = option(tiny.NAME, f"{tiny.NAME} (default), a local folder laid out like the hub, or a cached hub id",
-                        positional=True)
     data: str = option(DEFAULT_DATA, "training data: a .jsonl/.json/.parquet/.csv file, a save_to_disk folder or a "
                        "hub dataset id, with chat 'messages', ShareGPT 'conversations', instruction/input/output or "
                        "prompt/completion (default: the embedded Korean/English set)", metavar="FILE|DIR|ID")
@@ -74,13 +73,19 @@ class TrainConfig:
     resume: bool = option(False, "continue from the output folder's last complete checkpoint", action="store_true")
     progress: bool = option(True, "show a progress bar", cli=False)
 
+    @cached_property
+    def column_map(self) -> dict[str, str]:
+        """`--columns` read once: attnpick's names -> the data's column names."""
+        return parse_columns(self.columns)
+
     def validate(self) -> None:
         """Every value checked, before anything loads; `UsageError` naming the option and the fix."""
+        self.validate_model()
         if self.packing not in PACKING:
             raise UsageError(f"--packing must be auto, on or off, got {self.packing!r}.")
         if self.dtype is not None and self.dtype not in DTYPES:
             raise UsageError(f"Unknown dtype {self.dtype!r}. Choose one of: {', '.join(DTYPES)}.")
-        whole(self.max_seq_length, "--max-seq-length", 8, MAX_SEQ_LENGTH_LIMIT)
+        check_max_seq_length(self.max_seq_length)
         for value, name in ((self.batch_size, "--batch-size"), (self.grad_accum, "--grad-accum"),
                             (self.save_steps, "--save-steps"), (self.logging_steps, "--logging-steps"),
                             (self.lora_r, "--lora-r"), (self.lora_alpha, "--lora-alpha")):
@@ -97,7 +102,7 @@ class TrainConfig:
             raise UsageError(f"--truncate must be right or left, got {self.truncate!r}.")
         if self.max_dropped is not None:
             finite(self.max_dropped, "--max-dropped", low=0.0, high=1.0)
-        parse_columns(self.columns)
+        self.column_map  # noqa: B018 - parsed now: a bad --columns is refused before anything loads
         finite(self.eval_share, "--eval-share", low=0.0, high=0.5)
         if self.eval_data and self.eval_share:
             raise UsageError("Give --eval-data or --eval-share, not both.")

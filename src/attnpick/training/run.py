@@ -20,9 +20,9 @@ from attnpick.load.chain import LoadReport
 from attnpick.load.lora import attach, check_target_modules
 from attnpick.loading import load_model
 from attnpick.model.config import check_context
-from attnpick.model.resolve import Prepared, linear_layer_names, prepare
+from attnpick.model.resolve import Prepared, linear_layer_names
 from attnpick.training.config import TrainConfig
-from attnpick.training.data import DataStats, drop_warnings, examples_of, load_examples, parse_columns, validate
+from attnpick.training.data import DataStats, drop_warnings, examples_of, load_examples, validate
 from attnpick.training.model_checks import check_chat_template, folder_chat_template, read_chat_template
 from attnpick.training.outputs import prepare_output, release, write_reports
 from attnpick.training.packing import PackingVerdict, decide_packing, packing_check
@@ -105,11 +105,11 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainReport | No
     config.validate()
     # bad data, a bad model folder and LoRA targets the model lacks fail before any weight is read or anything is
     # written
-    drop_warnings(validate(config.data, config.data_split, parse_columns(config.columns), config.strict_data),
+    drop_warnings(validate(config.data, config.data_split, config.column_map, config.strict_data),
                   config.max_dropped)
     if config.eval_data:
-        validate(config.eval_data, config.data_split, parse_columns(config.columns), config.strict_data)
-    prepared = prepare(config.model)
+        validate(config.eval_data, config.data_split, config.column_map, config.strict_data)
+    prepared = config.prepare()  # once: the load below takes it as it is
     _check_targets(prepared, config.target_modules)
     check_context(prepared.folder, config.max_seq_length, config.model)
     given = read_chat_template(config.chat_template) if config.chat_template else None
@@ -119,7 +119,7 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainReport | No
     # rank 0 holds the folder's lock for the whole run: a second train on it is refused
     resume_from, created, notes, lock = prepare_output(config.output, config.resume, config.max_steps, rank == 0)
     try:
-        return _run(config, resume_from, notes, given)
+        return _run(config, prepared, resume_from, notes, given)
     except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError ("unexpected pos")
         full = _disk_full(exc, config.output)
         if full is None:
@@ -151,16 +151,16 @@ def _config(config: TrainConfig | None, options: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**options)
 
 
-def _run(config: TrainConfig, resume_from: Path | None, notes: list[str],
+def _run(config: TrainConfig, prepared: Prepared, resume_from: Path | None, notes: list[str],
          chat_template: str | None = None) -> TrainReport | None:
     rank, world = distributed.rank_and_world()
     if world > 1:
         distributed.init_process_group()
-    model, tokenizer, load = _load(config)
+    model, tokenizer, load = _load(config, prepared)
     if chat_template:
         tokenizer.chat_template = chat_template  # --chat-template, as checked: saved with the adapter
     examples, stats = load_examples(config.data, tokenizer, config.max_seq_length, config.data_split,
-                                    parse_columns(config.columns), config.truncate, config.strict_data)
+                                    config.column_map, config.truncate, config.strict_data)
     notes = [*notes, *drop_warnings(stats, config.max_dropped)]
     examples, held_out, eval_info = _held_out(config, examples, tokenizer)
     for note in notes:
@@ -183,7 +183,7 @@ def _held_out(config: TrainConfig, examples: Any, tokenizer: Any) -> tuple[Any, 
     data, or `--eval-share` of the training examples split off, seeded by `--seed` (every example in one set)."""
     if config.eval_data:
         held_out, stats = load_examples(config.eval_data, tokenizer, config.max_seq_length, config.data_split,
-                                        parse_columns(config.columns), config.truncate, config.strict_data)
+                                        config.column_map, config.truncate, config.strict_data)
         return examples, held_out, {"source": stats.dataset, "examples": stats.examples, "rows": stats.rows,
                                     "dropped": stats.dropped.count}
     if not config.eval_share:
@@ -199,9 +199,9 @@ def _held_out(config: TrainConfig, examples: Any, tokenizer: Any) -> tuple[Any, 
     return split["train"], split["test"], info
 
 
-def _load(config: TrainConfig) -> tuple[Any, Any, LoadReport]:
+def _load(config: TrainConfig, prepared: Prepared) -> tuple[Any, Any, LoadReport]:
     """The model through the proven chain (under torchrun every rank agrees on the backend first)."""
-    return load_model(config.model, max_seq_length=config.max_seq_length, dtype=config.dtype,
+    return load_model(prepared, max_seq_length=config.max_seq_length, dtype=config.dtype,
                       load_in_4bit=config.load_in_4bit, backend=config.backend)
 
 
