@@ -14,7 +14,7 @@ from attnpick.chat_templates import (
     standardize_sharegpt,
     train_on_responses_only,
 )
-from attnpick.compat.chat_templates import FORMATS, response_labels, response_markers
+from attnpick.compat.chat_templates import CHAT_FORMATS, response_labels, response_markers
 from attnpick.errors import UsageError
 from attnpick.model import tiny
 from tests.helpers import tiny_model
@@ -80,7 +80,7 @@ def test_qwen_and_vicuna_bring_their_default_system_message():
     assert rendered(tok, CHAT[1:]).startswith("<|im_start|>system\n너는 친절한 조수야.<|im_end|>")
 
 
-@pytest.mark.parametrize("name", sorted(FORMATS))
+@pytest.mark.parametrize("name", sorted(CHAT_FORMATS))
 def test_a_sharegpt_mapping_renders_like_role_and_content(name):
     plain, mapped = tokenizer(), tokenizer()
     with warnings.catch_warnings():

@@ -69,7 +69,7 @@ _LLAMA3 = ChatFormat("llama-3", ("<|start_header_id|>user<|end_header_id|>\n\n",
 _GEMMA = ChatFormat("gemma", ("<start_of_turn>user\n", "<end_of_turn>\n"),
                     ("<start_of_turn>model\n", "<end_of_turn>\n"), stop="<end_of_turn>", bos="<bos>", system="merge")
 
-FORMATS: dict[str, ChatFormat] = {f.name: f for f in (
+CHAT_FORMATS: dict[str, ChatFormat] = {f.name: f for f in (
     ChatFormat("chatml", *_CHATML, stop="<|im_end|>"),
     ChatFormat("qwen-2.5", *_CHATML, stop="<|im_end|>",
                default_system="You are Qwen, created by Alibaba Cloud. You are a helpful assistant."),
@@ -103,10 +103,10 @@ ALIASES = {
 def chat_format(name: str) -> ChatFormat:
     """The format called `name` (Unsloth's spellings too); `UsageError` listing the known ones."""
     key = ALIASES.get(name.lower(), name.lower())
-    if key not in FORMATS:
-        known = ", ".join(sorted({*FORMATS, *ALIASES}))
+    if key not in CHAT_FORMATS:
+        known = ", ".join(sorted({*CHAT_FORMATS, *ALIASES}))
         raise UsageError(f"Unknown chat_template {name!r}. Choose one of: {known}; or pass (template, eos_token).")
-    return FORMATS[key]
+    return CHAT_FORMATS[key]
 
 
 def _quote(text: str) -> str:
@@ -248,7 +248,7 @@ def response_markers(tokenizer: Any) -> tuple[str, str]:
     if rendered is not None:
         return rendered
     template = tokenizer.chat_template or ""
-    for fmt in FORMATS.values():
+    for fmt in CHAT_FORMATS.values():
         if fmt.instruction_part.strip() and fmt.response_part.strip() and \
                 _literal(fmt.instruction_part) in template and _literal(fmt.response_part) in template:
             return fmt.instruction_part, fmt.response_part

@@ -53,15 +53,15 @@ PRE_TOKENIZERS = {
 
 
 @dataclass(frozen=True)
-class Architecture:
+class GGUFArchitecture:
     gguf_arch: str  # the `gguf.MODEL_ARCH` member's name
     reorder_qk: bool  # llama.cpp's rotary layout differs from the checkpoint's (Llama's "undo permute")
 
 
 ARCHITECTURES = {
-    "exaone": Architecture("EXAONE", reorder_qk=False),
-    "llama": Architecture("LLAMA", reorder_qk=True),
-    "mistral": Architecture("LLAMA", reorder_qk=True),
+    "exaone": GGUFArchitecture("EXAONE", reorder_qk=False),
+    "llama": GGUFArchitecture("LLAMA", reorder_qk=True),
+    "mistral": GGUFArchitecture("LLAMA", reorder_qk=True),
 }
 
 
@@ -115,7 +115,7 @@ def save_gguf(model: Any, tokenizer: Any, out: str | Path, quantization_method: 
     return written
 
 
-def _architecture(config: dict[str, Any]) -> Architecture:
+def _architecture(config: dict[str, Any]) -> GGUFArchitecture:
     kind = "exaone" if exaone.is_exaone(config) else config.get("model_type")
     if kind not in ARCHITECTURES:
         raise UsageError(f"GGUF export knows {', '.join(ARCHITECTURES)} models; this one is {kind!r}. Save it with "
@@ -148,13 +148,13 @@ def _vocab(tokenizer: Any, vocab_size: int) -> _Vocab:
     if backend is None:
         raise UsageError("GGUF export needs a fast (tokenizer.json) tokenizer; this one is "
                          f"{type(tokenizer).__name__}. Load the model's tokenizer with use_fast=True.")
-    spec = json.loads(backend.to_str())
-    model = spec.get("model") or {}
-    if model.get("type") != "BPE" or model.get("byte_fallback") or (spec.get("decoder") or {}).get("type") != \
+    pipeline = json.loads(backend.to_str())
+    model = pipeline.get("model") or {}
+    if model.get("type") != "BPE" or model.get("byte_fallback") or (pipeline.get("decoder") or {}).get("type") != \
             "ByteLevel":
         raise UsageError("GGUF export here writes byte-level BPE tokenizers (EXAONE, Llama 3, Qwen 2, GPT-2); this "
                          "one is not. Save with save_method='merged_16bit' and use llama.cpp's convert_hf_to_gguf.py.")
-    shape = _pre_tokenizer_shape(spec.get("pre_tokenizer"))
+    shape = _pre_tokenizer_shape(pipeline.get("pre_tokenizer"))
     if shape not in PRE_TOKENIZERS:
         raise UsageError(f"llama.cpp has no pre-tokenizer matching this tokenizer's ({', '.join(shape) or 'none'}). "
                          "Save with save_method='merged_16bit' and use llama.cpp's convert_hf_to_gguf.py.")
@@ -198,7 +198,7 @@ def _pre_tokenizer_shape(pre: dict[str, Any] | None) -> tuple[str, ...]:
     return tuple(shape)
 
 
-def _write(path: Path, method: str, state: dict[str, Any], hyper: dict[str, Any], arch: Architecture,
+def _write(path: Path, method: str, state: dict[str, Any], hyper: dict[str, Any], arch: GGUFArchitecture,
            vocab: _Vocab, name: str, progress: Progress) -> None:
     import gguf
 
@@ -271,7 +271,7 @@ def _metadata(writer: Any, method: str, h: dict[str, Any], vocab: _Vocab, name: 
     vocab.special.add_to_gguf(writer)
 
 
-def _tensors(state: dict[str, Any], h: dict[str, Any], arch: Architecture,
+def _tensors(state: dict[str, Any], h: dict[str, Any], arch: GGUFArchitecture,
              method: str) -> Iterable[tuple[str, Any, Any]]:
     import gguf
     import numpy as np

@@ -9,8 +9,6 @@ TRL (`chat_dataset`).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,12 +26,12 @@ from attnpick.training.layouts import (
     row_layout,
     row_messages,
 )
-from attnpick.training.sources import DEFAULT, FORMATS, open_dataset
+from attnpick.training.sources import DATA_SUFFIXES, DEFAULT, open_dataset
 from attnpick.training.tokenization import ENCODING_VERSION, TRUNCATE, Example, examples_of, tokenize
 
 # The names other modules import from here: the data's public face.
-__all__ = ["CANONICAL", "DEFAULT", "DROP_REASONS", "FORMATS", "LAYOUTS", "TRUNCATE", "DataStats", "Drops", "Example",
-           "chat_dataset", "detect_layouts", "drop_warnings", "examples_of", "load_examples", "open_rows",
+__all__ = ["CANONICAL", "DATA_SUFFIXES", "DEFAULT", "DROP_REASONS", "LAYOUTS", "TRUNCATE", "DataStats", "Drops",
+           "Example", "chat_dataset", "detect_layouts", "drop_warnings", "examples_of", "load_examples", "open_rows",
            "parse_columns", "validate"]
 
 WARN_DROPPED = 0.10  # a loud warning above this share of rows dropped
@@ -85,10 +83,11 @@ class DataStats:
                 "answer_tokens": self.answer_tokens, "lengths": dict(self.lengths)}
 
 
-def open_rows(spec: str, split: str = "train", columns: dict[str, str] | None = None
+def open_rows(data_source: str, split: str = "train", columns: dict[str, str] | None = None
               ) -> tuple[str, Any, tuple[str, ...]]:
-    """(description, `datasets.Dataset` with canonical column names, the layouts its columns allow) for a spec."""
-    description, dataset = open_dataset(spec, split)
+    """(description, `datasets.Dataset` with canonical column names, the layouts its columns allow) for a data
+    source."""
+    description, dataset = open_dataset(data_source, split)
     dataset = rename_columns(dataset, columns or {}, description)
     if len(dataset) == 0:
         raise UsageError(f"{description}: the dataset is empty. Give at least one example.")
@@ -113,10 +112,10 @@ def _fail_on_malformed(drops: Drops, description: str, codes: list[str]) -> None
                          f"{'s' if len(bad) != 1 else ''}). Fix the data, or drop --strict-data to skip them.")
 
 
-def validate(spec: str, split: str = "train", columns: dict[str, str] | None = None,
+def validate(data_source: str, split: str = "train", columns: dict[str, str] | None = None,
              strict: bool = False) -> DataStats:
     """Read the data and check every row's structure without a tokenizer (fast, before any model is loaded)."""
-    description, dataset, layouts = open_rows(spec, split, columns)
+    description, dataset, layouts = open_rows(data_source, split, columns)
     codes, used = [], {}
     for row in dataset:
         layout = row_layout(row, layouts)
@@ -130,35 +129,47 @@ def validate(spec: str, split: str = "train", columns: dict[str, str] | None = N
     return DataStats(description, len(codes), len(codes) - drops.count, drops, used)
 
 
-def load_examples(spec: str, tokenizer: Any, max_length: int, split: str = "train",
+def _encoded(row: dict[str, Any], layouts: Any, tokenizer: Any, max_length: int, truncate: str,
+             version: int) -> dict[str, Any]:
+    """One row as tokens with answer-only labels, or the reason it is dropped (`version`: attnpick's encoding, part
+    of the cache key)."""
+    layout = row_layout(row, layouts)
+    messages = row_messages(row, layout)
+    out = {"drop": messages} if isinstance(messages, str) else tokenize(messages, tokenizer, max_length, truncate)
+    ids, labels = out.get("input_ids", []), out.get("labels", [])
+    return {"drop": out["drop"], "input_ids": ids, "labels": labels, "length": len(ids),
+            "answer_tokens": sum(1 for x in labels if x != -100), "truncated": out.get("truncated", False),
+            "lost_eot": out.get("lost_eot", False), "layout": layout}
+
+
+def _as_chat(row: dict[str, Any], layouts: Any, version: int) -> dict[str, Any]:
+    messages = row_messages(row, row_layout(row, layouts))
+    return {"messages": [] if isinstance(messages, str) else messages,
+            "drop": messages if isinstance(messages, str) else ""}
+
+
+def _kept(drop: str) -> bool:
+    return drop == ""
+
+
+def load_examples(data_source: str, tokenizer: Any, max_length: int, split: str = "train",
                   columns: dict[str, str] | None = None, truncate: str = "right",
                   strict: bool = False) -> tuple[Any, DataStats]:
     """Every row tokenized (a `datasets.Dataset` of input_ids and labels, kept on disk by Arrow, not as Python
     lists), and the stats that account for every row."""
     if truncate not in TRUNCATE:
         raise UsageError(f"--truncate must be right or left, got {truncate!r}.")
-    description, dataset, layouts = open_rows(spec, split, columns)
-
-    def encode(row: dict[str, Any]) -> dict[str, Any]:
-        layout = row_layout(row, layouts)
-        messages = row_messages(row, layout)
-        out = {"drop": messages} if isinstance(messages, str) else tokenize(messages, tokenizer, max_length, truncate)
-        ids, labels = out.get("input_ids", []), out.get("labels", [])
-        return {"drop": out["drop"], "input_ids": ids, "labels": labels, "length": len(ids),
-                "answer_tokens": sum(1 for x in labels if x != -100), "truncated": out.get("truncated", False),
-                "lost_eot": out.get("lost_eot", False), "layout": layout}
-
-    fingerprint = hashlib.sha256(json.dumps([ENCODING_VERSION, dataset._fingerprint, layouts, max_length, truncate,
-                                             len(tokenizer),
-                                             tokenizer.chat_template, getattr(tokenizer, "name_or_path", "")],
-                                            default=str).encode()).hexdigest()[:32]
-    encoded = dataset.map(encode, remove_columns=dataset.column_names, new_fingerprint=fingerprint,
-                          desc="tokenizing")
+    description, dataset, layouts = open_rows(data_source, split, columns)
+    # datasets fingerprints the result from the rows' own fingerprint and these arguments (tokenizers hash
+    # deterministically there): the same data and settings reuse the cached encoding, anything else re-encodes.
+    encoded = dataset.map(_encoded, remove_columns=dataset.column_names, desc="tokenizing",
+                          fn_kwargs={"layouts": layouts, "tokenizer": tokenizer, "max_length": max_length,
+                                     "truncate": truncate, "version": ENCODING_VERSION})
     codes = encoded["drop"]
     drops = _drops(codes)
     if strict:
         _fail_on_malformed(drops, description, codes)
-    kept = encoded.filter(lambda drop: drop == "", input_columns="drop", new_fingerprint=fingerprint + "-kept")
+    kept = encoded.filter(_kept, input_columns="drop")
     if len(kept) == 0:
         raise UsageError(f"{description}: no row keeps an answer token within {max_length} tokens "
                          f"({drops.summary(max_length)}).")
@@ -173,20 +184,14 @@ def load_examples(spec: str, tokenizer: Any, max_length: int, split: str = "trai
     return kept.select_columns(["input_ids", "labels"]), stats
 
 
-def chat_dataset(spec: str, split: str = "train", columns: dict[str, str] | None = None) -> tuple[Any, Drops]:
+def chat_dataset(data_source: str, split: str = "train", columns: dict[str, str] | None = None) -> tuple[Any, Drops]:
     """The data in the shape TRL's SFTTrainer takes (one 'messages' column of role/content turns), whatever its
     layout; malformed rows are dropped and counted, as `attnpick train` does."""
-    description, dataset, layouts = open_rows(spec, split, columns)
-
-    def convert(row: dict[str, Any]) -> dict[str, Any]:
-        messages = row_messages(row, row_layout(row, layouts))
-        return {"messages": [] if isinstance(messages, str) else messages,
-                "drop": messages if isinstance(messages, str) else ""}
-
-    converted = dataset.map(convert, remove_columns=dataset.column_names, new_fingerprint=hashlib.sha256(
-        json.dumps([ENCODING_VERSION, dataset._fingerprint, layouts, "chat"]).encode()).hexdigest()[:32])
+    description, dataset, layouts = open_rows(data_source, split, columns)
+    converted = dataset.map(_as_chat, remove_columns=dataset.column_names,
+                            fn_kwargs={"layouts": layouts, "version": ENCODING_VERSION})
     drops = _drops(converted["drop"])
-    kept = converted.filter(lambda drop: drop == "", input_columns="drop")
+    kept = converted.filter(_kept, input_columns="drop")
     if len(kept) == 0:
         raise UsageError(f"{description}: no row can be trained on ({drops.summary()}).")
     return kept.remove_columns("drop"), drops

@@ -24,44 +24,46 @@ DEFAULT = "embedded"  # the default dataset shipped with attnpick (data/default_
 EMBEDDED_FILE = "data/default_sft.jsonl"
 
 
-FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+DATA_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
 
-def open_dataset(spec: str, split: str) -> tuple[str, Any]:
+def open_dataset(data_source: str, split: str) -> tuple[str, Any]:
 
-    if spec == DEFAULT:
+    if data_source == DEFAULT:
         path = Path(str(resources.files("attnpick").joinpath(EMBEDDED_FILE)))
         return f"embedded default dataset (attnpick/{EMBEDDED_FILE})", _load_file(path, split)
-    path = Path(spec).expanduser()
+    path = Path(data_source).expanduser()
     if path.is_dir():
-        return _load_folder(path, split, spec)
+        return _load_folder(path, split, data_source)
     if path.is_file():
-        return spec, _load_file(path, split)
-    if path.suffix.lower() in FORMATS or spec.startswith((".", "/", "~")) or "\\" in spec:
-        raise UsageError(f"Data file {spec!r} does not exist. Pass a .jsonl/.json/.parquet/.csv file with --data.")
-    return spec, _load_hub(spec, split)
+        return data_source, _load_file(path, split)
+    if path.suffix.lower() in DATA_SUFFIXES or data_source.startswith((".", "/", "~")) or "\\" in data_source:
+        raise UsageError(f"Data file {data_source!r} does not exist. Pass a .jsonl/.json/.parquet/.csv file with "
+                         "--data.")
+    return data_source, _load_hub(data_source, split)
 
 
-def _load_folder(path: Path, split: str, spec: str) -> tuple[str, Any]:
+def _load_folder(path: Path, split: str, data_source: str) -> tuple[str, Any]:
     """(description, dataset) of a `save_to_disk` folder, or of a folder of data files (a hub dataset downloaded
     with `hf download`): every file of the split read, its rows named per file in the description."""
     import datasets
 
     if (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file():
-        loaded = _guard(lambda: datasets.load_from_disk(str(path)), spec)
+        loaded = _guard(lambda: datasets.load_from_disk(str(path)), data_source)
         if isinstance(loaded, datasets.DatasetDict):
             if split not in loaded:
-                raise UsageError(f"{spec}: no split {split!r}; it has {', '.join(loaded)}. Pass --data-split.")
+                raise UsageError(f"{data_source}: no split {split!r}; it has {', '.join(loaded)}. Pass --data-split.")
             loaded = loaded[split]
-        return spec, loaded
+        return data_source, loaded
     splits = _data_files(path)
     if not splits:
-        raise UsageError(f"{spec} is a folder without data files (.jsonl/.json/.parquet/.csv) and is not a saved "
-                         "dataset. Pass a data file, a folder written by Dataset.save_to_disk, or a hub dataset id.")
+        raise UsageError(f"{data_source} is a folder without data files (.jsonl/.json/.parquet/.csv) and is not a "
+                         "saved dataset. Pass a data file, a folder written by Dataset.save_to_disk, or a hub dataset "
+                         "id.")
     if split not in splits:
-        raise UsageError(f"{spec}: no split {split!r}; its files make {', '.join(splits)}. Pass --data-split.")
+        raise UsageError(f"{data_source}: no split {split!r}; its files make {', '.join(splits)}. Pass --data-split.")
     parts = [(f, _load_file(f, "train")) for f in splits[split]]
-    return _combined(parts, spec, path)
+    return _combined(parts, data_source, path)
 
 
 def _data_files(path: Path) -> dict[str, list[Path]]:
@@ -76,38 +78,38 @@ def _data_files(path: Path) -> dict[str, list[Path]]:
         return {}
     out = {}
     for split, names in resolved.items():
-        found = sorted({Path(n) for n in names if Path(n).suffix.lower() in FORMATS})
+        found = sorted({Path(n) for n in names if Path(n).suffix.lower() in DATA_SUFFIXES})
         if found:
             out[str(split)] = found
     return out
 
 
-def _combined(parts: list[tuple[Path, Any]], spec: str, root: Path) -> tuple[str, Any]:
+def _combined(parts: list[tuple[Path, Any]], data_source: str, root: Path) -> tuple[str, Any]:
     """Every file of a folder in one dataset (rows in file order); files whose columns differ cannot be combined."""
     import datasets
 
     rows = ", ".join(f"{f.relative_to(root)}: {len(d)} rows" for f, d in parts)
     if len(parts) == 1:
-        return f"{spec} ({rows})", parts[0][1]
+        return f"{data_source} ({rows})", parts[0][1]
     columns = {f: sorted(d.column_names) for f, d in parts}
     first_file, first = parts[0]
     for f, _ in parts[1:]:
         if columns[f] != columns[first_file]:
-            raise UsageError(f"{spec}: {f.relative_to(root)} has columns {', '.join(columns[f])} but "
+            raise UsageError(f"{data_source}: {f.relative_to(root)} has columns {', '.join(columns[f])} but "
                              f"{first_file.relative_to(root)} has {', '.join(columns[first_file])}: the files cannot "
                              "be read as one dataset. Give them the same columns, or pass one file with --data.")
     try:
         combined = datasets.concatenate_datasets([d.cast(first.features) for _, d in parts])
     except Exception as exc:  # noqa: BLE001 - the same columns with types that do not convert
-        raise UsageError(f"{spec}: its files have the same columns with different types ({first_line(exc)}); "
+        raise UsageError(f"{data_source}: its files have the same columns with different types ({first_line(exc)}); "
                          "save them in one format, or pass one file with --data.") from None
-    return f"{spec} ({rows})", combined
+    return f"{data_source} ({rows})", combined
 
 
 def _load_file(path: Path, split: str) -> Any:
     import datasets
 
-    builder = FORMATS.get(path.suffix.lower())
+    builder = DATA_SUFFIXES.get(path.suffix.lower())
     if builder is None:
         raise UsageError(f"{path}: unknown data format {path.suffix or '(no suffix)'}. Use .jsonl, .json, .parquet "
                          "or .csv.")
@@ -211,34 +213,34 @@ def _read_error(path: Path, builder: str, exc: Exception) -> str:
     return f"{path}: cannot be read as {builder} ({type(cause).__name__}: {first_line(cause) or 'no message'})."
 
 
-def _load_hub(spec: str, split: str) -> Any:
+def _load_hub(data_source: str, split: str) -> Any:
     """A hub dataset: through `datasets` (online, or from its own cache), else from a snapshot already in the hub
     cache (what `hf download ID --repo-type dataset` leaves there)."""
     import datasets
     from huggingface_hub import snapshot_download
 
     try:
-        return _quietly(lambda: datasets.load_dataset(spec, split=split), spec, split)
+        return _quietly(lambda: datasets.load_dataset(data_source, split=split), data_source, split)
     except UsageError as first:
         try:
-            folder = snapshot_download(spec, repo_type="dataset", local_files_only=True)
+            folder = snapshot_download(data_source, repo_type="dataset", local_files_only=True)
         except Exception:  # noqa: BLE001 - not in the hub cache either: the first failure says why
             raise first from None
-        return _load_folder(Path(folder), split, spec)[1]
+        return _load_folder(Path(folder), split, data_source)[1]
 
 
-def _quietly(load: Any, spec: str, split: str) -> Any:
+def _quietly(load: Any, data_source: str, split: str) -> Any:
     """Run a `datasets` load with its own failure logging off; a failure becomes one UsageError with the fix."""
     try:
         with _datasets_logging_off():
             return load()
     except ValueError as exc:
         if "split" in str(exc).lower():
-            raise UsageError(f"{spec}: no split {split!r} ({first_line(exc)}). Pass --data-split.") \
+            raise UsageError(f"{data_source}: no split {split!r} ({first_line(exc)}). Pass --data-split.") \
                 from None
-        raise UsageError(_hub_error(spec, exc)) from None
+        raise UsageError(_hub_error(data_source, exc)) from None
     except Exception as exc:  # noqa: BLE001 - offline, unknown id, network: one message with the fix
-        raise UsageError(_hub_error(spec, exc)) from None
+        raise UsageError(_hub_error(data_source, exc)) from None
 
 
 @contextmanager
@@ -253,21 +255,21 @@ def _datasets_logging_off() -> Iterator[None]:
         quiet.setLevel(level)
 
 
-def _hub_error(spec: str, exc: Exception) -> str:
+def _hub_error(data_source: str, exc: Exception) -> str:
     from huggingface_hub import constants
 
     why = "HF_HUB_OFFLINE is set and it is not in the local cache" if constants.HF_HUB_OFFLINE else \
         f"it could not be fetched ({type(exc).__name__})"
-    return (f"Data {spec!r} is neither a local file or folder nor a loadable hub dataset: {why}. Pass a local "
-            f".jsonl/.json/.parquet/.csv file, or on a connected machine run hf download {spec} --repo-type dataset "
-            "(into the hub cache; or --local-dir DIR, then --data DIR).")
+    return (f"Data {data_source!r} is neither a local file or folder nor a loadable hub dataset: {why}. Pass a "
+            f"local .jsonl/.json/.parquet/.csv file, or on a connected machine run hf download {data_source} "
+            "--repo-type dataset (into the hub cache; or --local-dir DIR, then --data DIR).")
 
 
-def _guard(load: Any, spec: str) -> Any:
+def _guard(load: Any, data_source: str) -> Any:
     try:
         return load()
     except Exception as exc:  # noqa: BLE001
-        raise UsageError(f"{spec}: cannot be read as a saved dataset ({type(exc).__name__}: "
+        raise UsageError(f"{data_source}: cannot be read as a saved dataset ({type(exc).__name__}: "
                          f"{first_line(exc)}).") from None
 
 
