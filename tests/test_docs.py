@@ -13,7 +13,9 @@ from tests.helpers import run_cli
 ROOT = Path(__file__).resolve().parents[1]
 TWINS = [("README.md", "README.ko.md"), ("docs/guide.md", "docs/guide.ko.md"), ("docs/layout.md", "docs/layout.ko.md"),
          ("docs/hub-kernels.md", "docs/hub-kernels.ko.md"), ("docs/facts.md", "docs/facts.ko.md"),
-         ("docs/inputs.md", "docs/inputs.ko.md"), ("docs/gpu-check.md", "docs/gpu-check.ko.md")]
+         ("docs/inputs.md", "docs/inputs.ko.md"), ("docs/gpu-check.md", "docs/gpu-check.ko.md"),
+         ("docs/commands.md", "docs/commands.ko.md"), ("docs/notebooks.md", "docs/notebooks.ko.md"),
+         ("docs/development.md", "docs/development.ko.md"), ("docs/terms.md", "docs/terms.ko.md")]
 CODE = re.compile(r"^```[a-z]*\n.*?^```", re.S | re.M)
 OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*[a-z0-9]")
 NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
@@ -52,9 +54,9 @@ def test_no_link_or_path_leaves_the_repository(name):
         assert path.resolve().is_relative_to(ROOT) and path.exists(), f"{name}: broken link {target}"
 
 
-def test_the_readmes_qlora_script_is_the_example_file():
+def test_the_qlora_script_shown_is_the_example_file():
     script = read("examples/qlora_trl.py")
-    for name in ("README.md", "README.ko.md"):
+    for name in ("docs/notebooks.md", "docs/notebooks.ko.md"):
         assert f"```python\n{script}```" in read(name), name
 
 
