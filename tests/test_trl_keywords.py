@@ -69,12 +69,24 @@ def test_training_arguments_become_an_sft_config(loaded, tmp_path):
     assert (trainer.args.max_steps, trainer.args.learning_rate, trainer.args.max_length) == (1, 1e-4, 128)
 
 
-def test_sft_config_without_precision_follows_the_loaded_model(loaded, tmp_path):
+def test_sft_config_without_precision_follows_the_machine_then_the_trainers_model(loaded, tmp_path):
+    """No state carried from one load to the next: the config follows this machine, the trainer its own model."""
+    from types import SimpleNamespace
+
     from trl import SFTConfig
 
-    with pytest.warns(UserWarning, match=r"bf16=False, fp16=False \(the model is float32 on cpu\)"):
+    from attnpick.compat import trl_keywords
+
+    with pytest.warns(UserWarning, match=r"bf16=False, fp16=False \(this machine has no bfloat16 GPU\)"):
         config = SFTConfig(output_dir=str(tmp_path), max_seq_length=64)
     assert (config.bf16, config.fp16, config.max_length) == (False, False, 64)
+    # a config made on a bfloat16 GPU, given a float16 model that attnpick loaded there
+    args = SimpleNamespace(bf16=True, fp16=False, **{trl_keywords.DEFAULTED: True})
+    model = SimpleNamespace(attnpick_report=SimpleNamespace(dtype="float16", device="cuda:0"))
+    notes = trl_keywords._model_precision({"args": args, "model": model})
+    assert (args.bf16, args.fp16) == (False, True) and "the model is float16 on cuda:0" in notes[0]
+    given = SimpleNamespace(bf16=True, fp16=False, **{trl_keywords.DEFAULTED: False})  # the user said bf16
+    assert trl_keywords._model_precision({"args": given, "model": model}) == [] and given.bf16
 
 
 def test_a_modern_trl_call_is_exactly_as_without_the_patch(loaded, tmp_path):

@@ -122,7 +122,6 @@ class FastLanguageModel:
                                                          trust_remote_code=trust_remote_code, backend=backend,
                                                          token=token, revision=revision)
         _remember(model, tokenizer, report, use_gradient_checkpointing)
-        trl_keywords.remember_model(report.dtype, report.device)
         _banner(report)
         return model, tokenizer
 

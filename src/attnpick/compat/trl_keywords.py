@@ -9,8 +9,10 @@ marked), and a call that uses none of these keywords reaches TRL unchanged:
   of the `SFTConfig` (`max_seq_length` is `max_length`);
 - `SFTTrainer(args=TrainingArguments(...))`: an `SFTConfig` with the same values;
 - `SFTConfig(max_seq_length=N)`: `max_length=N`;
-- `SFTConfig()` without `bf16`/`fp16` where bf16 cannot run: the loaded model's precision (on a CPU: neither),
-  where TRL would default to bf16 and refuse;
+- `SFTConfig()` without `bf16`/`fp16` where this machine has no bfloat16 GPU: the machine's precision (on a CPU:
+  neither), where TRL would default to bf16 and refuse; the `SFTTrainer` then follows the model it is given (a
+  model attnpick loaded carries its dtype and device in `attnpick_report`), so nothing is carried from one load to
+  the next;
 - `SFTConfig(fp16=True)` on a CPU (the notebooks' `fp16=not is_bfloat16_supported()`): `fp16=False`, since a
   CPU has no fp16 mixed precision.
 
@@ -35,16 +37,9 @@ from attnpick.training.sources import mapped
 logger = logging.getLogger(__name__)
 
 MARK = "_attnpick_unsloth_keywords"
+DEFAULTED = "_attnpick_default_precision"  # set on an SFTConfig whose bf16 / fp16 nobody gave
 TRAINER_TO_CONFIG = ("dataset_text_field", "max_seq_length", "packing", "dataset_num_proc", "dataset_kwargs")
 CONFIG_RENAMES = {"max_seq_length": "max_length"}
-# The dtype and device of the model attnpick's FastLanguageModel loaded last: what the precision flags follow.
-_LOADED: dict[str, str | None] = {"dtype": None, "device": None}
-
-
-def remember_model(dtype: str | None, device: str | None) -> None:
-    _LOADED.update(dtype=dtype, device=device)
-
-
 def install() -> bool:
     """Wrap TRL's SFTTrainer and SFTConfig once; False when TRL (or its trainer) cannot be imported here."""
     try:
@@ -70,13 +65,12 @@ def config_keywords(kwargs: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             if new not in out:
                 out[new] = value
                 notes.append(f"SFTConfig({old}=) as {new}=")
-    loaded = _LOADED["device"]
     if "bf16" not in out and "fp16" not in out:
-        precision = mixed_precision(_LOADED["dtype"], loaded) if loaded else machine_precision()
-        if not precision["bf16"]:  # TRL's default is bf16, which this model or machine cannot take
+        precision = machine_precision()
+        if not precision["bf16"]:  # TRL's default is bf16, which this machine cannot take
             out.update(precision)
-            notes.append(f"bf16={precision['bf16']}, fp16={precision['fp16']} ({_what_was_loaded()})")
-    elif out.get("fp16") and not (not str(loaded).startswith("cpu") if loaded else has_gpu()):
+            notes.append(f"bf16={precision['bf16']}, fp16={precision['fp16']} (this machine has no bfloat16 GPU)")
+    elif out.get("fp16") and not has_gpu():
         out["fp16"] = False
         notes.append("fp16=False (a CPU has no fp16 mixed precision)")
     return out, notes
@@ -106,9 +100,11 @@ def trainer_keywords(kwargs: dict[str, Any], config_class: type) -> tuple[dict[s
 def _config_init(original: Any) -> Any:
     @functools.wraps(original)
     def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        defaulted = "bf16" not in kwargs and "fp16" not in kwargs
         kwargs, notes = config_keywords(kwargs)
         _warn(notes)
         original(self, *args, **kwargs)
+        setattr(self, DEFAULTED, defaulted)
 
     setattr(init, MARK, True)
     return init
@@ -121,6 +117,7 @@ def _trainer_init(original: Any, config_class: type) -> Any:
         kwargs, notes = trainer_keywords(kwargs, config_class)
         if text_field:
             notes += _text_only(kwargs)
+        notes += _model_precision(kwargs)
         _warn(notes)
         _one_end_of_turn(kwargs)
         original(self, *args, **kwargs)
@@ -194,7 +191,14 @@ def _warn(notes: list[str]) -> None:
                       stacklevel=3)
 
 
-def _what_was_loaded() -> str:
-    if _LOADED["device"]:
-        return f"the model is {_LOADED['dtype']} on {_LOADED['device']}"
-    return "this machine has no bfloat16 GPU"
+def _model_precision(kwargs: dict[str, Any]) -> list[str]:
+    """An SFTConfig whose bf16 / fp16 nobody gave follows the model the trainer trains: its dtype and device as
+    attnpick loaded it (a float16 model gets fp16, a float32 one neither, a model on a CPU neither)."""
+    args, report = kwargs.get("args"), getattr(kwargs.get("model"), "attnpick_report", None)
+    if args is None or report is None or not getattr(args, DEFAULTED, False):
+        return []
+    wanted = mixed_precision(report.dtype, report.device)
+    if (bool(args.bf16), bool(args.fp16)) == (wanted["bf16"], wanted["fp16"]):
+        return []
+    args.bf16, args.fp16 = wanted["bf16"], wanted["fp16"]
+    return [f"bf16={wanted['bf16']}, fp16={wanted['fp16']} (the model is {report.dtype} on {report.device})"]
