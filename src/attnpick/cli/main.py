@@ -119,43 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    doctor = sub.add_parser("doctor", help="probe this machine and explain the choice of backend")
-    _config_options(doctor, DoctorConfig)
-    _json_option(doctor, "the facts and the decision")
-    doctor.set_defaults(func=cmd_doctor)
-
-    plan = sub.add_parser("plan", help="what attnpick would pick on the machine described by a facts file")
-    _config_options(plan, PlanConfig)
-    _json_option(plan, "the decision")
-    plan.set_defaults(func=cmd_plan)
-
-    load = sub.add_parser("load", help="load a model with the fastest backend proven to work here")
-    _config_options(load, LoadConfig)
-    _json_option(load, "the load report")
-    load.set_defaults(func=cmd_load)
-
-    ver = sub.add_parser("verify", help="compare every working backend with eager float32 on a padded batch")
-    _config_options(ver, VerifyConfig)
-    _json_option(ver, "the parity report")
-    ver.set_defaults(func=cmd_verify)
-
-    ben = sub.add_parser("bench", help="measure speed and memory of every backend that passed parity")
-    _config_options(ben, BenchConfig)
-    _json_option(ben, "the bench report")
-    ben.set_defaults(func=cmd_bench)
-
-    tr = sub.add_parser("train", help="QLoRA fine-tune with the proven backend (packing checked, exact resume)")
-    _config_options(tr, TrainConfig)
-    _json_option(tr, "the train report (no progress bar)")
-    tr.set_defaults(func=cmd_train)
-
-    ex = sub.add_parser("export", help="a trained run as a merged model folder or GGUF files for llama.cpp")
-    _config_options(ex, ExportConfig)
-    ex.set_defaults(func=cmd_export)
-
-    ch = sub.add_parser("chat", help="talk to a run, an adapter or a model (its chat template, the proven backend)")
-    _config_options(ch, ChatConfig)
-    ch.set_defaults(func=cmd_chat)
+    for name, config_class, func, what, json_what in COMMANDS:
+        command = sub.add_parser(name, help=what)
+        _config_options(command, config_class)
+        if json_what:
+            _json_option(command, json_what)
+        command.set_defaults(func=func)
     return parser
 
 
@@ -325,6 +294,24 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
     converse(model, tokenizer, config, read, write)
     return 0
+
+
+# (command, its config, the function that runs it, its help line, what --json prints or None)
+COMMANDS = (
+    ("doctor", DoctorConfig, cmd_doctor, "probe this machine and explain the choice of backend",
+     "the facts and the decision"),
+    ("plan", PlanConfig, cmd_plan, "what attnpick would pick on the machine described by a facts file", "the decision"),
+    ("load", LoadConfig, cmd_load, "load a model with the fastest backend proven to work here", "the load report"),
+    ("verify", VerifyConfig, cmd_verify, "compare every working backend with eager float32 on a padded batch",
+     "the parity report"),
+    ("bench", BenchConfig, cmd_bench, "measure speed and memory of every backend that passed parity",
+     "the bench report"),
+    ("train", TrainConfig, cmd_train, "QLoRA fine-tune with the proven backend (packing checked, exact resume)",
+     "the train report (no progress bar)"),
+    ("export", ExportConfig, cmd_export, "a trained run as a merged model folder or GGUF files for llama.cpp", None),
+    ("chat", ChatConfig, cmd_chat, "talk to a run, an adapter or a model (its chat template, the proven backend)",
+     None),
+)
 
 
 def _drop_bnb_cpu_kernel_warning(record: logging.LogRecord) -> bool:
