@@ -18,7 +18,8 @@ def test_two_runs_on_one_folder_leave_one_run_and_one_exit_2(tmp_path):
     import time
 
     out = tmp_path / "shared"
-    first = subprocess.Popen([sys.executable, "-m", "attnpick", "train", "--output", str(out), "--max-steps", "120"],
+    first = subprocess.Popen([sys.executable, "-m", "attnpick", "train", "--output", str(out), "--max-steps", "120",
+                              "--batch-size", "2"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not (out / "attnpick-run.json").is_file() and time.time() < deadline and first.poll() is None:

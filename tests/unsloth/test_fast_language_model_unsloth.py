@@ -29,7 +29,7 @@ def test_the_guides_case_1_gets_unsloths_own_objects():
         print("RESULT " + json.dumps({"unsloth_get_peft_model_calls": len(calls),
                                       "lora_b_with_grad": len(with_grad),
                                       "new_tokens": out.shape[1] - prompt["input_ids"].shape[1],
-                                      "chosen": report.chosen, "kernel": report.unsloth_kernel}))
+                                      "chosen": report.chosen, "kernel": report.loader_kernel}))
     """, env={"ATTNPICK_BACKEND": "unsloth"})
     assert result["chosen"] == "unsloth" and result["kernel"] == "sdpa"  # Unsloth's CPU mode
     assert result["unsloth_get_peft_model_calls"] == 1
