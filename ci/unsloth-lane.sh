@@ -22,7 +22,8 @@ if [ ! -x $venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
 fi
 $venv/bin/python -c "import transformers, unsloth; print('unsloth lane:', unsloth.__version__, 'transformers', transformers.__version__)" 2>/dev/null
 $venv/bin/python -m pytest -q -n 2 --dist loadfile tests/unsloth "$@"
-# Not again here: the install test (a second fresh venv would test the same commands), and attnpick's own input
-# handling (run folders, odd inputs), which no transformers version changes; both ran in the main lane.
-$venv/bin/python -m pytest -q -n 2 --dist loadfile -m "not unsloth and not install" \
-  --ignore tests/test_run_folder.py --ignore tests/test_odd_inputs.py "$@"
+# Not again here: the install test (a second fresh venv would test the same commands), attnpick's own input
+# handling (run folders, odd inputs, model options) and the GPU check's dry run, which no transformers version
+# changes; they ran in the main lane.
+$venv/bin/python -m pytest -q -n 2 --dist loadfile -m "not unsloth and not install and not slow" \
+  --ignore tests/test_run_folder.py --ignore tests/test_odd_inputs.py --ignore tests/test_model_options.py "$@"

@@ -49,6 +49,8 @@ def xformers_lib():
     yield
     if added:  # attnpick's probe must not count it installed in the tests that follow in this process
         sys.path.remove(added)
+        for name in [m for m in sys.modules if m == "xformers" or m.startswith("xformers.")]:
+            del sys.modules[name]
 
 
 @pytest.fixture
