@@ -23,7 +23,10 @@ fi
 $venv/bin/python -c "import transformers, unsloth; print('unsloth lane:', unsloth.__version__, 'transformers', transformers.__version__)" 2>/dev/null
 $venv/bin/python -m pytest -q -n 2 --dist loadfile tests/unsloth "$@"
 # Not again here: the install test (a second fresh venv would test the same commands), attnpick's own input
-# handling (run folders, odd inputs, model options) and the GPU check's dry run, which no transformers version
-# changes; they ran in the main lane.
+# handling (run folders, odd inputs, bad inputs, model options, a console that cannot encode Korean), its
+# subprocess plumbing, its layout and the GPU check's driver, which no transformers version changes; they ran
+# in the main lane.
 $venv/bin/python -m pytest -q -n 2 --dist loadfile -m "not unsloth and not install and not slow" \
-  --ignore tests/test_run_folder.py --ignore tests/test_odd_inputs.py --ignore tests/test_model_options.py "$@"
+  --ignore tests/test_run_folder.py --ignore tests/test_odd_inputs.py --ignore tests/test_bad_inputs.py \
+  --ignore tests/test_model_options.py --ignore tests/test_windows.py --ignore tests/test_subproc.py \
+  --ignore tests/test_layout.py --ignore tests/test_gpu_check.py "$@"

@@ -145,16 +145,18 @@ def test_trls_padding_free_collator_passes_attnpicks_packing_check_with_sdpa():
 def test_two_ranks_agree_on_one_backend_in_from_pretrained(tmp_path):
     script = tmp_path / "guide.py"
     script.write_text(textwrap.dedent(GUIDE) + textwrap.dedent("""
-        import json, os
-        print("RESULT " + json.dumps({"rank": os.environ["RANK"], "chosen": model.attnpick_report.chosen,
-              "differed": [d.to_dict() for d in model.attnpick_report.ranks_that_differed]}))
+        import json, os, pathlib
+        # one file per rank: two ranks printing to one pipe can interleave their lines
+        pathlib.Path(__file__).with_name(f"rank{os.environ['RANK']}.json").write_text(json.dumps(
+            {"rank": os.environ["RANK"], "chosen": model.attnpick_report.chosen,
+             "differed": [d.to_dict() for d in model.attnpick_report.ranks_that_differed]}))
     """), encoding="utf-8")
     env = {**os.environ, "ATTNPICK_DISABLE_BACKENDS": "sdpa@1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                            "29531", str(script)], capture_output=True, text=True, env=env, timeout=900, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    results = [json.loads(x[len("RESULT "):]) for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-    assert sorted(r["rank"] for r in results) == ["0", "1"]
+    results = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [r["rank"] for r in results] == ["0", "1"]
     assert {r["chosen"] for r in results} == {"eager"}
     assert results[0]["differed"][0]["rank"] == 1 and "sdpa" in results[0]["differed"][0]["lacked"]
 
