@@ -101,15 +101,25 @@ class LoadConfig(ModelOptions):
 
 
 @dataclass
-class DoctorConfig(ModelOptions):
+class DecisionOptions(ModelOptions):
+    """What a decision without a load is asked (`doctor`, `plan`): the backend, the dtype and whether training is
+    planned, for a model whose config.json gives the attention shapes."""
+
+    backend: str | None = option("auto", "auto (default) or one backend name; env ATTNPICK_BACKEND", kind="backend")
+    dtype: str | None = option(None, "compute dtype", kind="dtype")
+    inference: bool = option(False, "no training planned (no backward pass needed)", action="store_true")
+
+    def request(self) -> Request:
+        return request_for(self.backend, self.dtype, not self.inference, origin="--backend")
+
+
+@dataclass
+class DoctorConfig(DecisionOptions):
     """Every option of `attnpick doctor`: this machine's facts and the decision, for a model's attention shapes
     (only its config.json is read) or none."""
 
     model: str | None = option(None, "a model whose config.json gives the attention shapes (default: none; "
                                f"{tiny.NAME}'s for --policy measured)", positional=True)
-    backend: str | None = option("auto", "auto (default) or one backend name; env ATTNPICK_BACKEND", kind="backend")
-    dtype: str | None = option(None, "compute dtype", kind="dtype")
-    inference: bool = option(False, "no training planned (no backward pass needed)", action="store_true")
     fresh: bool = option(False, "ignore cached import checks", action="store_true")
     policy: str = option("auto", "measured: rank eligible backends by measured speed (the model's shapes, default "
                          f"{tiny.NAME}, at --seq-len) among those that pass parity", choices=POLICIES)
@@ -121,9 +131,6 @@ class DoctorConfig(ModelOptions):
         check_policy(self.policy)
         check_max_seq_length(self.seq_len, "--seq-len")
         self.request()
-
-    def request(self) -> Request:
-        return request_for(self.backend, self.dtype, not self.inference, origin="--backend")
 
     def run(self) -> tuple[EnvFacts, Decision]:
         """(this machine's facts, the decision)."""
@@ -137,16 +144,13 @@ class DoctorConfig(ModelOptions):
 
 
 @dataclass
-class PlanConfig(ModelOptions):
+class PlanConfig(DecisionOptions):
     """Every option of `attnpick plan`: the decision on the machine a facts file (`doctor --json`) describes."""
 
     model: str | None = option(None, "a model whose config.json gives the attention shapes (default: none)",
                                positional=True)
     env: str = option("", "facts JSON (doctor --json output or its 'facts'); '-' reads standard input",
                       metavar="FILE", required=True)
-    backend: str | None = option("auto", "auto (default) or one backend name; env ATTNPICK_BACKEND", kind="backend")
-    dtype: str | None = option(None, "compute dtype", kind="dtype")
-    inference: bool = option(False, "no training planned (no backward pass needed)", action="store_true")
 
     def validate(self) -> None:
         if self.model is not None:
@@ -154,9 +158,6 @@ class PlanConfig(ModelOptions):
         if not self.env:
             raise UsageError("attnpick plan needs --env FILE: a facts file written by 'attnpick doctor --json'.")
         self.request()
-
-    def request(self) -> Request:
-        return request_for(self.backend, self.dtype, not self.inference, origin="--backend")
 
     def run(self, document: Any) -> tuple[EnvFacts, Decision]:
         """(the described machine's facts, the decision), from the facts file's parsed `document`."""

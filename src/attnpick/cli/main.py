@@ -110,7 +110,9 @@ def _config(args: argparse.Namespace, config_class: type, **overrides: Any) -> A
             value = option if value is None else value
             value = default if value is None else value
         values[name] = value
-    return config_class(**{**values, **overrides})
+    config = config_class(**{**values, **overrides})
+    config.validate()  # every command refuses bad input before any work
+    return config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,7 +159,6 @@ def _console() -> Any:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     config = _config(args, DoctorConfig)
-    config.validate()
     if config.policy == "measured":
         _quiet_transformers()
     facts, decision = config.run()
@@ -171,7 +172,6 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     config = _config(args, PlanConfig)
-    config.validate()
     facts, decision = config.run(_read_facts_doc(config.env))
     if args.json:
         _print_json(decision.to_dict())
@@ -186,7 +186,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_load(args: argparse.Namespace) -> int:
     request = _request(args)
     config = _config(args, LoadConfig, backend=request.backend, dtype=request.dtype)
-    config.validate()
     facts = collect_facts(fresh=config.fresh)
     _quiet_transformers()
     try:
@@ -204,7 +203,6 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     config = _config(args, VerifyConfig)
-    config.validate()  # an unknown name is refused before anything loads
     _quiet_transformers()
     report = config.run()
     if args.json:
@@ -218,7 +216,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     config = _config(args, BenchConfig)
-    config.validate()
     _quiet_transformers()
     report = config.run()
     if args.json:
@@ -247,7 +244,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     config = _config(args, ExportConfig)
-    config.validate()
     _quiet_transformers()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -269,7 +265,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     config = _config(args, ChatConfig, backend=request_for(args.backend, None).backend)
-    config.validate()
     _quiet_transformers()
     model, tokenizer, report = config.load()
     print(f"attnpick: chatting with {config.model} ({report.model}) on {backend_phrase(report)}", file=sys.stderr)
