@@ -88,6 +88,11 @@ class HubBuild:
         return self.kernel
 
 
+def capability_text(capability: tuple[int, int]) -> str:
+    """(8, 6) -> "8.6": an NVIDIA compute capability as NVIDIA writes it."""
+    return f"{capability[0]}.{capability[1]}"
+
+
 def refuse_softcap_and_sinks(name: str, kwargs: dict[str, Any]) -> None:
     """An attention function without logit softcapping or attention sinks refuses a call that needs them (the
     decision already rejects such models; this keeps a forced call from computing something else)."""
@@ -183,10 +188,10 @@ class Backend:
         is unknown."""
         if capability is None:
             return []
-        have = f"{capability[0]}.{capability[1]}"
+        have = capability_text(capability)
         out = []
         if self.min_capability and capability < self.min_capability:
-            need = f"{self.min_capability[0]}.{self.min_capability[1]}"
+            need = capability_text(self.min_capability)
             out.append(("capability_too_low", f"need compute capability >= {need}, have {have}"))
         if self.capability_majors and capability[0] not in self.capability_majors:
             majors = " or ".join(f"{m}.x" for m in sorted(self.capability_majors))

@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from attnpick.backends.base import Provider
+from attnpick.backends.base import Provider, capability_text
 from attnpick.backends.registry import (
     BACKEND_NAMES,
     CATALOG,
@@ -271,9 +271,9 @@ def _hardware_reasons(spec: Backend, facts: EnvFacts, request: Request, dtype: s
         reasons.append(Reason("dtype_unsupported",
                               f"need dtype {' or '.join(sorted(spec.dtypes))}, have {dtype}", "--dtype bfloat16"))
     elif dtype == "bfloat16" and cap is not None and spec.bf16_min_capability and cap < spec.bf16_min_capability:
-        reasons.append(Reason("bf16_unsupported",
-                              f"need compute capability >= {_cap(spec.bf16_min_capability)} for bfloat16, "
-                              f"have {_cap(cap)}", "--dtype float16"))
+        need = capability_text(spec.bf16_min_capability)
+        reasons.append(Reason("bf16_unsupported", f"need compute capability >= {need} for bfloat16, have "
+                              f"{capability_text(cap)}", "--dtype float16"))
     if spec.sdpa_kernel and facts.sdpa_kernels:
         have = set(facts.sdpa_kernels) | ({"flash"} if "flash_cpu" in facts.sdpa_kernels else set())
         if spec.sdpa_kernel not in have:
@@ -538,7 +538,3 @@ def _kernels_usable(facts: EnvFacts) -> bool:
 
 def _have_device(facts: EnvFacts) -> str:
     return _DEVICE_WORDS[facts.device.type] + (f" ({facts.device.name})" if facts.device.name else "")
-
-
-def _cap(cap: tuple[int, int]) -> str:
-    return f"{cap[0]}.{cap[1]}"

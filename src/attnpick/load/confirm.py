@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from attnpick.backends.registry import CATALOG, is_loader
+from attnpick.backends.registry import CATALOG, GPU_TYPES, is_loader
 from attnpick.decide.decision import Decision
 from attnpick.decide.facts import EnvFacts
 
@@ -240,7 +240,7 @@ def slow_kernel_note(facts: EnvFacts, decision: Decision, confirmation: Confirma
     this model: what happened, why (Windows torch has no flash SDPA; GQA with a mask rules out the efficient
     kernel), and the fix (the first install hint). None otherwise: a pinned `sdpa_math` was asked for, and on a
     CPU no faster backend trains."""
-    if confirmation is None or facts.device.type not in ("cuda", "rocm", "xpu") or decision.chosen is None \
+    if confirmation is None or facts.device.type not in GPU_TYPES or decision.chosen is None \
             or not CATALOG[decision.chosen].picks_kernel_at_run_time:
         return None
     if MATH_KERNEL not in confirmation.kernels:
