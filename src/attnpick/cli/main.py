@@ -100,6 +100,8 @@ def _config_options(parser: argparse.ArgumentParser, config_class: type) -> None
 
 
 def _config(args: argparse.Namespace, config_class: type, **overrides: Any) -> Any:
+    """The command's config from its options, not validated yet: each command validates where its order needs it
+    (`train()` validates after `_quiet_transformers()`, since TrainConfig's check imports transformers)."""
     values = {}
     for name, default, meta in cli_fields(config_class):
         value = getattr(args, name)
@@ -110,9 +112,7 @@ def _config(args: argparse.Namespace, config_class: type, **overrides: Any) -> A
             value = option if value is None else value
             value = default if value is None else value
         values[name] = value
-    config = config_class(**{**values, **overrides})
-    config.validate()  # every command refuses bad input before any work
-    return config
+    return config_class(**{**values, **overrides})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,6 +159,7 @@ def _console() -> Any:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     config = _config(args, DoctorConfig)
+    config.validate()
     if config.policy == "measured":
         _quiet_transformers()
     facts, decision = config.run()
@@ -172,6 +173,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     config = _config(args, PlanConfig)
+    config.validate()
     facts, decision = config.run(_read_facts_doc(config.env))
     if args.json:
         _print_json(decision.to_dict())
@@ -186,6 +188,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_load(args: argparse.Namespace) -> int:
     request = _request(args)
     config = _config(args, LoadConfig, backend=request.backend, dtype=request.dtype)
+    config.validate()
     facts = collect_facts(fresh=config.fresh)
     _quiet_transformers()
     try:
@@ -203,6 +206,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     config = _config(args, VerifyConfig)
+    config.validate()  # an unknown name is refused before anything loads
     _quiet_transformers()
     report = config.run()
     if args.json:
@@ -216,6 +220,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     config = _config(args, BenchConfig)
+    config.validate()
     _quiet_transformers()
     report = config.run()
     if args.json:
@@ -244,6 +249,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     config = _config(args, ExportConfig)
+    config.validate()
     _quiet_transformers()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -265,6 +271,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     config = _config(args, ChatConfig, backend=request_for(args.backend, None).backend)
+    config.validate()
     _quiet_transformers()
     model, tokenizer, report = config.load()
     print(f"attnpick: chatting with {config.model} ({report.model}) on {backend_phrase(report)}", file=sys.stderr)
