@@ -128,8 +128,10 @@ def _vocab_size(config: dict[str, Any], tokenizer: Any) -> int:
 
 
 def _stem(name: str) -> str:
-    """The file name's model part: the id's last piece (`LGAI-EXAONE/EXAONE-3.5-2.4B-Instruct` -> its name)."""
+    """The file name's model part: the id's last piece (`LGAI-EXAONE/EXAONE-3.5-2.4B-Instruct` -> its name); a model
+    given as a GGUF file loses the suffix (`SmolLM2-135M-Instruct.Q4_1.gguf` -> `SmolLM2-135M-Instruct.Q4_1`)."""
     stem = re.split(r"[\\/]", str(name).rstrip("\\/"))[-1] if name else ""
+    stem = re.sub(r"\.gguf$", "", stem, flags=re.IGNORECASE)
     return re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip(".-") or "model"
 
 

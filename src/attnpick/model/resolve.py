@@ -14,24 +14,25 @@ from typing import Any, Literal
 from attnpick import settings
 from attnpick.decide.facts import EnvFacts, ModelFacts
 from attnpick.errors import UsageError
-from attnpick.model import exaone, tiny
+from attnpick.model import exaone, gguf_import, tiny
 from attnpick.model.config import check_model_files, model_facts, read_config
 
 Architecture = Literal["native", "llama_mapping", "remote_code"]
-FoundIn = Literal["tiny", "random", "local", "hub"]
+FoundIn = Literal["tiny", "random", "local", "gguf", "hub"]
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"]
 MAX_SEQ_LENGTH_LIMIT = 1 << 20  # the longest max_seq_length attnpick accepts: a typo, not a model, beyond it
 DEFAULT_MAX_SEQ_LENGTH = 2048  # load's default, as Unsloth's from_pretrained
-MODEL_HELP = f"{tiny.NAME} (default), a local folder laid out like the hub, or a hub id in the local cache"
+MODEL_HELP = (f"{tiny.NAME} (default), a local folder laid out like the hub, a .gguf file (read once into a cached "
+              "folder) or a hub id in the local cache")
 _DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
 
 
 def resolve(name: str, trust_remote_code: bool = False, token: str | None = None,
             revision: str | None = None) -> tuple[Path, FoundIn]:
-    """(folder, where it was found) for `tiny-exaone`, a random-weight timing model, a local folder, or a hub id
-    already in the local hub cache (or downloadable, when the hub is reachable). `HF_HUB_OFFLINE=1` is
-    respected."""
+    """(folder, where it was found) for `tiny-exaone`, a random-weight timing model, a local folder, a `.gguf` file
+    (its cached transformers folder, `gguf_import`), or a hub id already in the local hub cache (or downloadable,
+    when the hub is reachable). `HF_HUB_OFFLINE=1` is respected."""
     if name == tiny.NAME:
         return tiny.ensure(), "tiny"
     if name in tiny.RANDOM_MODELS:
@@ -39,8 +40,11 @@ def resolve(name: str, trust_remote_code: bool = False, token: str | None = None
     path = Path(name).expanduser()
     if path.is_dir():
         return path, "local"
+    if gguf_import.is_gguf(path):
+        return gguf_import.model_folder(path), "gguf"
     if path.exists():
-        raise UsageError(f"Model {name!r} is a file, not a folder. Pass the folder that holds config.json.")
+        raise UsageError(f"Model {name!r} is a file, not a folder. Pass the folder that holds config.json (or a "
+                         ".gguf file).")
     if HUB_ID.match(name) and not name.startswith("."):
         from huggingface_hub import snapshot_download  # only for hub ids
 
