@@ -229,7 +229,11 @@ def test_parquet_csv_sharegpt_and_columns_inputs_train(tmp_path, kind):
     sharegpt = write(tmp_path / "sharegpt.json", SHAREGPT * 2, "json")
     proc = train_cli("--output", str(tmp_path / "run2"), "--data", str(sharegpt), "--max-steps", "2", "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    data_report = json.loads(proc.stdout)["data"]
+    # the CPU default, said in one line: the unquantized model, since 4-bit costs time on a CPU
+    report = json.loads(proc.stdout)
+    assert report["quantization"] is None
+    assert [n for n in report["notes"] if n.startswith("CPU: training the unquantized model, not 4-bit")]
+    data_report = report["data"]
     assert data_report["layouts"] == {"conversations": 8} and data_report["dropped"]["count"] == 4
 
 

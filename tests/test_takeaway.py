@@ -25,9 +25,9 @@ def _native_exaone() -> bool:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """A short run of attnpick train, as ./dev run makes one (fewer steps)."""
+    """A short QLoRA run of attnpick train (`--4bit`: the merge out of NF4 weights is what exports must get right)."""
     out = tmp_path_factory.mktemp("runs") / "quick"
-    proc = run_cli("train", "--output", str(out), "--max-steps", "4")
+    proc = run_cli("train", "--output", str(out), "--max-steps", "4", "--4bit")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 

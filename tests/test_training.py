@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def run30(tmp_path_factory):
     out = tmp_path_factory.mktemp("train") / "run"
     proc = train_cli("--output", str(out), "--max-steps", "30", "--save-steps", "10", "--learning-rate", "1e-3",
-                     "--json")
+                     "--4bit", "--json")  # QLoRA asked: on a CPU the default is the unquantized model
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, json.loads(proc.stdout)
 
@@ -33,6 +33,7 @@ def test_loss_goes_down_and_the_report_names_backend_and_packing(run30):
     assert len(losses) == 30 and report["steps"] == 30
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.05
     assert report["backend"] == "sdpa" and report["quantization"] == "bitsandbytes-nf4"
+    assert not any(note.startswith("CPU:") for note in report["notes"])  # asked, so nothing to explain
     assert report["packing"]["enabled"] is True and report["packing"]["checked"] is True
     assert "sdpa" in report["packing"]["reason"]
     assert report["data"]["examples"] == 360 and report["data"]["truncated"] > 0

@@ -121,8 +121,7 @@ def test_attnpick_train_with_unsloth(tmp_path, four_bit):
     out = tmp_path / "run"
     args = [sys.executable, "-m", "attnpick", "train", "--backend", "unsloth", "--output", str(out),
             "--max-steps", "3", "--batch-size", "4", "--json"]
-    if not four_bit:
-        args.append("--no-4bit")
+    args.append("--4bit" if four_bit else "--no-4bit")
     proc = subprocess.run(args, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "train_report.json").read_text())

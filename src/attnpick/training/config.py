@@ -4,6 +4,7 @@ refuses a bad value before anything is loaded or written."""
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -12,7 +13,7 @@ from attnpick.errors import UsageError
 from attnpick.model.options import ModelOptions, check_max_seq_length
 from attnpick.training.data import DEFAULT as DEFAULT_DATA
 from attnpick.training.data import TRUNCATE, parse_columns
-from attnpick.util.options import finite, option, whole
+from attnpick.util.options import finite, flag, option, whole
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 PACKING = ("auto", "on", "off")
@@ -47,8 +48,10 @@ class TrainConfig(ModelOptions):
     backend: str = option("auto", "attention backend: auto (default) or one name from 'attnpick doctor'; "
                           "env ATTNPICK_BACKEND", kind="backend")
     dtype: str | None = option(None, "compute dtype; default: the device's best", choices=DTYPES)
-    load_in_4bit: bool = option(True, "train a LoRA on the full-precision model instead of the 4-bit (NF4) one",
-                                flag="--no-4bit", action="store_false")
+    load_in_4bit: bool | None = option(None, "--4bit: LoRA on the 4-bit (NF4) model (QLoRA); --no-4bit: on the "
+                                       "unquantized one. Default: 4-bit on a GPU; on a CPU unquantized when it fits "
+                                       "in half the free memory (4-bit is slower there)", flag="--4bit",
+                                       action=argparse.BooleanOptionalAction)
     max_seq_length: int = option(256, "longest example in tokens; longer ones are truncated", metavar="N")
     packing: str = option("auto", "padding-free packing: auto (after a check on the real training path), on, off",
                           choices=PACKING)
@@ -81,6 +84,8 @@ class TrainConfig(ModelOptions):
     def validate(self) -> None:
         """Every value checked, before anything loads; `UsageError` naming the option and the fix."""
         self.validate_model()
+        if self.load_in_4bit is not None:
+            flag(self.load_in_4bit, "load_in_4bit")
         if self.packing not in PACKING:
             raise UsageError(f"--packing must be auto, on or off, got {self.packing!r}.")
         if self.dtype is not None and self.dtype not in DTYPES:

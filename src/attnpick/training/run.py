@@ -18,9 +18,10 @@ from attnpick.export import adapters
 from attnpick.load import distributed
 from attnpick.load.chain import LoadReport
 from attnpick.load.lora import attach, check_target_modules
+from attnpick.load.quantization import choose_4bit, free_memory, parameter_count
 from attnpick.loading import load_model
 from attnpick.model.config import check_context
-from attnpick.model.resolve import Prepared, linear_layer_names
+from attnpick.model.resolve import Prepared, dtype_name, linear_layer_names
 from attnpick.training.config import TrainConfig
 from attnpick.training.data import DataStats, drop_warnings, examples_of, load_examples, validate
 from attnpick.training.model_checks import check_chat_template, folder_chat_template, read_chat_template
@@ -156,7 +157,10 @@ def _run(config: TrainConfig, prepared: Prepared, resume_from: Path | None, note
     rank, world = distributed.rank_and_world()
     if world > 1:
         distributed.init_process_group()
-    model, tokenizer, load = _load(config, prepared)
+    four_bit, why = _four_bit(config, prepared)
+    if why:
+        notes = [*notes, why]
+    model, tokenizer, load = _load(config, prepared, four_bit)
     if chat_template:
         tokenizer.chat_template = chat_template  # --chat-template, as checked: saved with the adapter
     examples, stats = load_examples(config.data, tokenizer, config.max_seq_length, config.data_split,
@@ -199,10 +203,22 @@ def _held_out(config: TrainConfig, examples: Any, tokenizer: Any) -> tuple[Any, 
     return split["train"], split["test"], info
 
 
-def _load(config: TrainConfig, prepared: Prepared) -> tuple[Any, Any, LoadReport]:
+def _four_bit(config: TrainConfig, prepared: Prepared) -> tuple[bool, str | None]:
+    """4-bit or not (`choose_4bit`), from the device, the model's size and the free memory."""
+    if config.load_in_4bit is not None:
+        return config.load_in_4bit, None
+    from attnpick.decide.decision import default_dtype
+    from attnpick.decide.probe import collect_facts
+
+    facts = collect_facts()
+    dtype = dtype_name(config.dtype) or default_dtype(facts)
+    return choose_4bit(None, facts.device.type, parameter_count(prepared.load_folder), free_memory(), dtype)
+
+
+def _load(config: TrainConfig, prepared: Prepared, four_bit: bool) -> tuple[Any, Any, LoadReport]:
     """The model through the proven chain (under torchrun every rank agrees on the backend first)."""
     return load_model(prepared, max_seq_length=config.max_seq_length, dtype=config.dtype,
-                      load_in_4bit=config.load_in_4bit, backend=config.backend)
+                      load_in_4bit=four_bit, backend=config.backend)
 
 
 def _check_targets(prepared: Prepared, target_modules: list[str]) -> None:
