@@ -15,7 +15,8 @@ TWINS = [("README.md", "README.ko.md"), ("docs/guide.md", "docs/guide.ko.md"), (
          ("docs/hub-kernels.md", "docs/hub-kernels.ko.md"), ("docs/facts.md", "docs/facts.ko.md"),
          ("docs/inputs.md", "docs/inputs.ko.md"), ("docs/gpu-check.md", "docs/gpu-check.ko.md"),
          ("docs/commands.md", "docs/commands.ko.md"), ("docs/notebooks.md", "docs/notebooks.ko.md"),
-         ("docs/development.md", "docs/development.ko.md"), ("docs/terms.md", "docs/terms.ko.md")]
+         ("docs/development.md", "docs/development.ko.md"), ("docs/terms.md", "docs/terms.ko.md"),
+         ("docs/real-model.md", "docs/real-model.ko.md")]
 CODE = re.compile(r"^```[a-z]*\n.*?^```", re.S | re.M)
 OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*[a-z0-9]")
 NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
