@@ -143,7 +143,7 @@ def main() -> int:
         attnpick("export", str(args.run), "--format", "gguf", "--quantization", "q8_0", "--output", str(q8_dir))
     q8 = answers("llama", str(next(q8_dir.glob("*.gguf"))), str(args.merged))
     prompt, want = rows()[0]
-    chat = attnpick("chat", str(args.run), "--temperature", "0", "--prompt", prompt[0]["content"]).stdout.strip()
+    chat = attnpick("chat", str(args.run), "--prompt", prompt[0]["content"]).stdout.strip()
     report = json.loads((args.run / "train_report.json").read_text())
     scratch = args.run.with_name(args.run.name + "-check")
     packed = eval_loss(args.model, scratch / "packed", "on", args.packing_steps)

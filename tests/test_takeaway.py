@@ -162,3 +162,11 @@ def test_export_of_a_k_quant_without_llama_cpp_is_refused_before_loading(run, tm
     line = one_line(run_cli("export", str(run), "--output", str(tmp_path / "o"), "--format", "gguf",
                             "--quantization", "q4_k_m"))
     assert "pip install llama-cpp-python" in line and not (tmp_path / "o").exists()
+
+
+def test_chat_answers_a_prompt_greedily_unless_a_temperature_is_given():
+    from attnpick.cli.chat import ChatConfig
+
+    assert ChatConfig(prompt="안녕").sampling_temperature == 0.0  # one answer, the same every time
+    assert ChatConfig().sampling_temperature == 0.7  # a conversation samples
+    assert ChatConfig(prompt="안녕", temperature=0.9).sampling_temperature == 0.9

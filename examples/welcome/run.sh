@@ -12,4 +12,4 @@ step train "$model" --data examples/welcome/train.jsonl --eval-data examples/wel
   --eval-steps 16 --output "$run"
 step export "$run" --format merged --output "$run-merged"
 step export "$run" --format gguf --quantization f16 --output "$run-gguf"
-step chat "$run" --temperature 0 --prompt "Welcome card: name=Yuna Oh; city=Busan; team=Design"
+step chat "$run" --prompt "Welcome card: name=Yuna Oh; city=Busan; team=Design"

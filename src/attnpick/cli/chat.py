@@ -32,8 +32,9 @@ class ChatConfig(ModelOptions):
                                 metavar="TEXT")
     system: str | None = option(None, "a system message before the conversation", metavar="TEXT")
     max_new_tokens: int = option(256, "longest answer in tokens", metavar="N")
-    temperature: float = option(0.7, "sampling temperature; 0 picks the most likely token (greedy)", metavar="T",
-                                type=float)
+    temperature: float | None = option(None, "sampling temperature; 0 picks the most likely token (greedy). "
+                                       "Default: 0 with --prompt (one answer, the same every time), 0.7 in a "
+                                       "conversation", metavar="T", type=float)
     backend: str = option("auto", "attention backend: auto (default) or one name from 'attnpick doctor'",
                           kind="backend")
     load_in_4bit: bool = option(True, "load the model in full precision, not 4-bit (a run loads as it trained "
@@ -45,10 +46,18 @@ class ChatConfig(ModelOptions):
         self.validate_model()
         whole(self.max_new_tokens, "--max-new-tokens", 1)
         check_max_seq_length(self.max_seq_length)
-        finite(self.temperature, "--temperature", low=0.0)
+        if self.temperature is not None:
+            finite(self.temperature, "--temperature", low=0.0)
         if self.prompt is not None and not self.prompt.strip():
             raise UsageError("--prompt is empty: give the message, e.g. --prompt \"서울은 어떤 곳인가요?\".")
         adapters.locate(self.model)  # an unfinished run folder is refused now
+
+    @property
+    def sampling_temperature(self) -> float:
+        """The temperature asked, else greedy for a one-shot --prompt and 0.7 for a conversation."""
+        if self.temperature is not None:
+            return self.temperature
+        return 0.0 if self.prompt is not None else 0.7
 
     def load(self) -> tuple[Any, Any, Any]:
         """(model, tokenizer, LoadReport), ready to generate."""
@@ -76,8 +85,8 @@ def answer(model: Any, tokenizer: Any, messages: list[dict[str, str]], config: C
     inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
                                            return_dict=True)
     inputs = {k: v[:, -config.max_seq_length:].to(model.device) for k, v in inputs.items()}
-    sampling = {"do_sample": True, "temperature": config.temperature} if config.temperature > 0 else \
-        {"do_sample": False}
+    temperature = config.sampling_temperature
+    sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=config.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
                              streamer=_Stream(tokenizer, skip_prompt=True, skip_special_tokens=True), **sampling)
