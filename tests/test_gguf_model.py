@@ -76,3 +76,23 @@ def test_files_exported_from_a_gguf_model_are_named_without_its_suffix():
 
     assert _stem("/models/SmolLM2-135M-Instruct.Q4_1.gguf") == "SmolLM2-135M-Instruct.Q4_1"
     assert _stem("LGAI-EXAONE/EXAONE-3.5-2.4B-Instruct") == "EXAONE-3.5-2.4B-Instruct"
+
+
+def test_a_full_disk_while_converting_is_exit_2_and_leaves_no_folder(tiny_gguf, tmp_path, monkeypatch):
+    import errno
+    import shutil
+
+    from attnpick.util import files
+
+    copy = tmp_path / "full.gguf"
+    shutil.copy(tiny_gguf[0], copy)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("transformers.PreTrainedModel.save_pretrained", full)
+    with pytest.raises(files.DiskFullError, match="No space left to convert") as caught:
+        gguf_import.model_folder(copy)
+    assert caught.value.exit_code == 2
+    root = gguf_import.cache.cache_dir() / "from-gguf"
+    assert [p for p in root.iterdir() if not (p / gguf_import.DONE).is_file()] == []  # nothing half-written

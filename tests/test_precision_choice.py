@@ -59,3 +59,22 @@ def test_the_cli_offers_both_flags_and_leaves_the_choice_to_attnpick_by_default(
         assert args.load_in_4bit is want
     with pytest.raises(ValueError, match="load_in_4bit must be True or False"):
         TrainConfig(output="x", load_in_4bit="yes").validate()
+
+
+def test_every_rank_takes_4bit_when_one_rank_lacks_the_memory(monkeypatch, tmp_path, facts):
+    """Under torchrun each rank measures its own free memory; one model for all, so 4-bit wins when a rank needs it."""
+    from attnpick.load import distributed
+    from attnpick.model.resolve import prepare
+    from attnpick.training import run
+
+    prepared = prepare("tiny-exaone")  # this CPU's facts: a CPU decides
+    monkeypatch.setattr(run, "free_memory", lambda: 20 * GB)  # this rank: plenty
+    config = TrainConfig(output=str(tmp_path / "run"))
+    assert run._four_bit(config, prepared, facts, world=1)[0] is False
+    monkeypatch.setattr(distributed, "all_true", lambda flag: False)  # another rank: it does not fit there
+    four_bit, line = run._four_bit(config, prepared, facts, world=2)
+    assert four_bit is True and "another rank" in line and "--no-4bit" in line
+    monkeypatch.setattr(distributed, "all_true", lambda flag: flag)  # every rank fits
+    assert run._four_bit(config, prepared, facts, world=2)[0] is False
+    asked = TrainConfig(output=str(tmp_path / "run"), load_in_4bit=False)
+    assert run._four_bit(asked, prepared, facts, world=2) == (False, None)  # asked: no collective at all

@@ -71,7 +71,7 @@ def convert(gguf: Path, dst: Path) -> Path:
             files.write_json(staging / DONE, {"from": os.fspath(gguf.resolve()), "format": FORMAT_VERSION})
     except OSError as exc:
         if files.is_disk_full(exc):
-            raise UsageError(f"No space left to convert {gguf} into {dst.parent}: free some, or set "
-                             "ATTNPICK_CACHE_DIR to a folder on another disk.") from None
+            raise files.DiskFullError(f"No space left to convert {gguf} into {dst.parent}: free some, or set "
+                                      "ATTNPICK_CACHE_DIR to a folder on another disk.") from None
         raise
     return dst

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from attnpick.decide.decision import default_dtype
+from attnpick.decide.facts import EnvFacts
+from attnpick.decide.probe import collect_facts
 from attnpick.errors import UsageError
 from attnpick.export import adapters
 from attnpick.load import distributed
@@ -157,10 +160,11 @@ def _run(config: TrainConfig, prepared: Prepared, resume_from: Path | None, note
     rank, world = distributed.rank_and_world()
     if world > 1:
         distributed.init_process_group()
-    four_bit, why = _four_bit(config, prepared)
+    facts = collect_facts()  # once: the 4-bit choice and the load read the same facts
+    four_bit, why = _four_bit(config, prepared, facts, world)
     if why:
         notes = [*notes, why]
-    model, tokenizer, load = _load(config, prepared, four_bit)
+    model, tokenizer, load = _load(config, prepared, four_bit, facts)
     if chat_template:
         tokenizer.chat_template = chat_template  # --chat-template, as checked: saved with the adapter
     examples, stats = load_examples(config.data, tokenizer, config.max_seq_length, config.data_split,
@@ -203,22 +207,23 @@ def _held_out(config: TrainConfig, examples: Any, tokenizer: Any) -> tuple[Any, 
     return split["train"], split["test"], info
 
 
-def _four_bit(config: TrainConfig, prepared: Prepared) -> tuple[bool, str | None]:
-    """4-bit or not (`choose_4bit`), from the device, the model's size and the free memory."""
+def _four_bit(config: TrainConfig, prepared: Prepared, facts: EnvFacts, world: int) -> tuple[bool, str | None]:
+    """4-bit or not (`choose_4bit`), from the device, the model's size and the free memory. Under torchrun each
+    rank measures its own free memory, so every rank takes 4-bit when one of them needs it: one model for all."""
     if config.load_in_4bit is not None:
         return config.load_in_4bit, None
-    from attnpick.decide.decision import default_dtype
-    from attnpick.decide.probe import collect_facts
-
-    facts = collect_facts()
     dtype = dtype_name(config.dtype) or default_dtype(facts)
-    return choose_4bit(None, facts.device.type, parameter_count(prepared.load_folder), free_memory(), dtype)
+    four_bit, why = choose_4bit(None, facts.device.type, parameter_count(prepared.load_folder), free_memory(), dtype)
+    if world > 1 and not distributed.all_true(not four_bit) and not four_bit:
+        return True, ("CPU: training in 4-bit (NF4): another rank's free memory is too small for the unquantized "
+                      "weights, and every rank trains one model; pass --no-4bit to train unquantized anyway.")
+    return four_bit, why
 
 
-def _load(config: TrainConfig, prepared: Prepared, four_bit: bool) -> tuple[Any, Any, LoadReport]:
+def _load(config: TrainConfig, prepared: Prepared, four_bit: bool, facts: EnvFacts) -> tuple[Any, Any, LoadReport]:
     """The model through the proven chain (under torchrun every rank agrees on the backend first)."""
     return load_model(prepared, max_seq_length=config.max_seq_length, dtype=config.dtype,
-                      load_in_4bit=four_bit, backend=config.backend)
+                      load_in_4bit=four_bit, backend=config.backend, facts=facts)
 
 
 def _check_targets(prepared: Prepared, target_modules: list[str]) -> None:
