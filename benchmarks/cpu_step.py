@@ -37,7 +37,6 @@ def group_of(op: str) -> str:
 def step_profile(model_name: str, four_bit: bool, data: str, batch_size: int, packed: bool = True) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile
-    from transformers import DataCollatorWithFlattening
 
     from attnpick.load.lora import attach
     from attnpick.loading import load_model
@@ -50,13 +49,18 @@ def step_profile(model_name: str, four_bit: bool, data: str, batch_size: int, pa
     model.config.use_cache = False
     examples, _ = load_examples(data, tokenizer, 256)
     rows = [{k: examples[i][k] for k in ("input_ids", "labels")} for i in range(batch_size)]
-    if packed:
-        batch = DataCollatorWithFlattening(return_position_ids=True)(rows)
+    if packed:  # as `attnpick train` feeds it: sdpa on each packed sequence, logits only where an answer follows
+        from attnpick.training.answer_logits import AnswerLogits
+        from attnpick.training.packing import packed_path
+
+        collator, _ = packed_path(model, report.chosen)
+        batch = AnswerLogits(collator)(rows)
     else:
         from transformers import DataCollatorForSeq2Seq
 
         tokenizer.padding_side = "right"
         batch = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)(rows)
+    batch = {k: torch.tensor(v) if isinstance(v, list) else v for k, v in batch.items()}
     tokens = int(batch["attention_mask"].sum()) if "attention_mask" in batch else int(batch["input_ids"].numel())
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)
     model.train()

@@ -97,7 +97,7 @@ def test_what_you_will_see_is_what_dev_run_prints(tmp_path):
     block = re.search(r"### What you will see.*?```text\n(.*?)```", read("README.md"), re.S)
     assert block, "README.md: no 'What you will see' block"
     proc = run_cli("train", "--output", str(tmp_path / "runs" / "quickstart-20261202-000000"),
-                   env={"COLUMNS": "1000"})
+                   env={"COLUMNS": "1000", "ATTNPICK_CACHE_DIR": str(tmp_path / "cache")})  # a first run
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _shape(proc.stdout) == _shape(block.group(1))
 

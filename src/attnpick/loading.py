@@ -26,6 +26,7 @@ from attnpick.model.options import ModelOptions, check_max_seq_length
 from attnpick.model.resolve import DEFAULT_MAX_SEQ_LENGTH, Prepared, dtype_name, prepare
 from attnpick.settings import BACKEND_ENV, disabled_backends
 from attnpick.settings import backend as backend_from_env
+from attnpick.util.clock import phase
 from attnpick.util.options import option
 from attnpick.util.subproc import SMOKE_TIMEOUT_S, check_timeout
 
@@ -228,7 +229,8 @@ def load_model(
         require_bitsandbytes(facts)
     differing: tuple[Any, ...] = ()
     if decision is None:
-        decision = decide(facts, request, prepared, policy, max_seq_length, use_cache)
+        with phase("decide"):
+            decision = decide(facts, request, prepared, policy, max_seq_length, use_cache)
         if distributed.rank_and_world()[1] > 1 and not request.forced:
             distributed.init_process_group()
             decision, differing = distributed.agree_on_backend(facts, decision, prepared.model_facts)

@@ -172,6 +172,9 @@ class Backend:
     loader_kernel: Callable[[EnvFacts], str] | None = field(default=None, compare=False)
     patched: Callable[[], bool] | None = field(default=None, compare=False)
     api: Callable[[], Any] | None = field(default=None, compare=False)
+    # packed training batches: the attention implementation to switch to (registered by the call), for a backend
+    # whose own implementation would attend a packed row as one square (SDPA)
+    packed: Callable[[], str] | None = field(default=None, compare=False)
 
     @property
     def is_loader(self) -> bool:

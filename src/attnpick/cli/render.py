@@ -149,7 +149,7 @@ def print_load_report(console: Console, report: LoadReport) -> None:
         ran = ", ".join(f"{name} x{n}" for name, n in conf.calls.items()) or "nothing counted"
         status = {True: "confirmed", False: "NOT confirmed", None: "unconfirmed"}[conf.ok]
         console.print(f"Confirmation: {status}: {ran} over {conf.layers} layers"
-                      + (f" ({conf.note})" if conf.note else ""))
+                      + (f" ({conf.note})" if conf.note else "") + (CACHED if conf.cached else ""))
         console.print(f"Kernel: {conf.kernel_line() or 'not named by the profiler'}", markup=False)
     console.print(f"Model: {report.model_class} ({report.architecture}), transformers {report.transformers}, "
                   f"quantization: {report.quantization or 'none'}, max_seq_length {report.max_seq_length}")
@@ -230,6 +230,9 @@ def backend_phrase(load: LoadReport) -> str:
     return f"{load.chosen}{kernel}{unsloth}, {load.dtype}, {load.quantization or 'no quantization'}"
 
 
+CACHED = " (on an earlier run of this machine, packages and model: cached)"
+
+
 def print_train(console: Console, report: TrainReport) -> None:
     load = report.load
     console.print(f"Backends tried, in order ({load.decision.chosen_by}, {load.dtype}, {load.device}):")
@@ -238,14 +241,15 @@ def print_train(console: Console, report: TrainReport) -> None:
         console.print(f"  {attempt.backend:<18} {attempt.outcome:<13} [dim]{why}[/]", highlight=False)
     conf = load.confirmation
     ran = ", ".join(f"{k} x{v}" for k, v in ((conf.calls or conf.forwards) if conf else {}).items())
-    console.print(f"Confirmed: {ran or 'unconfirmed'}")
+    console.print(f"Confirmed: {ran or 'unconfirmed'}" + (CACHED if conf is not None and conf.cached else ""))
     if conf is not None and conf.kernel_line():
         console.print(f"Kernel: {conf.kernel_line()}", markup=False)
     for note in load.notes:
         if note.startswith("WARNING"):
             console.print(note, style="bold yellow", markup=False)
     first, last = (report.losses[0][1], report.losses[-1][1]) if report.losses else (float("nan"), float("nan"))
-    console.print(f"[bold]Trained[/] {report.model} with {backend_phrase(load)}")
+    autocast = f", {report.autocast} autocast" if report.autocast else ""
+    console.print(f"[bold]Trained[/] {report.model} with {backend_phrase(load)}{autocast}")
     console.print(f"Steps {report.steps}: loss {first:.4f} -> {last:.4f}; {report.tokens_seen:,} tokens in "
                   f"{report.seconds:.1f}s ({report.tokens_per_s or 0:,.0f} tokens/s)")
     if report.eval is not None:

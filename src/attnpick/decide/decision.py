@@ -189,6 +189,22 @@ def default_dtype(facts: EnvFacts) -> str:
     return "float32"
 
 
+# Below this width (query heads x head_dim) a CPU spends more converting to bfloat16 than its bfloat16 matrix
+# products save (measured: docs/guide.md).
+AUTOCAST_MIN_WIDTH = 256
+
+
+def cpu_autocast(facts: EnvFacts, dtype: str, four_bit: bool, model: ModelFacts | None) -> str | None:
+    """"bfloat16" when a training step on this CPU should run its matrix products in bfloat16 over float32 weights
+    (torch.autocast): the CPU computes bfloat16 natively, the model is float32, not 4-bit, and at least
+    `AUTOCAST_MIN_WIDTH` wide; None otherwise (a GPU's dtype choice is `default_dtype`'s)."""
+    heads, _, head_dim = model.attention_shape if model is not None else (0, 0, 0)
+    if facts.device.type != "cpu" or not facts.device.bf16_native or dtype != "float32" or four_bit \
+            or heads * head_dim < AUTOCAST_MIN_WIDTH:
+        return None
+    return "bfloat16"
+
+
 @dataclass(frozen=True)
 class Assessment:
     """One backend on one machine: every reason it cannot run, else how it would run (the provider and the exact

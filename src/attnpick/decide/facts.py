@@ -46,6 +46,7 @@ class DeviceFacts:
     name: str | None = None
     capability: str | None = None
     memory_gb: float | None = None
+    bf16_native: bool | None = None  # a CPU with bfloat16 arithmetic (AVX512-BF16 or AMX); None: not probed
 
     @property
     def capability_tuple(self) -> tuple[int, int] | None:
@@ -55,7 +56,8 @@ class DeviceFacts:
         return int(major), int(minor or 0)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "name": self.name, "capability": self.capability, "memory_gb": self.memory_gb}
+        return {"type": self.type, "name": self.name, "capability": self.capability, "memory_gb": self.memory_gb,
+                "bf16_native": self.bf16_native}
 
 
 @dataclass(frozen=True)
@@ -215,7 +217,8 @@ class EnvFacts:
             python=_version(doc, "python", where) or "",
             torch=_version(doc, "torch", where),
             cuda=_version(doc, "cuda", where),
-            device=DeviceFacts(kind, _optional_str(device, "name", where, "device."), capability, memory),
+            device=DeviceFacts(kind, _optional_str(device, "name", where, "device."), capability, memory,
+                               _optional_bool(device, "bf16_native", where)),
             packages=packages,
             sdpa_kernels=_strings(doc.get("sdpa_kernels", []), where, "'sdpa_kernels'"),
             hub=hub,
@@ -276,6 +279,13 @@ def _optional_str(doc: dict[str, Any], key: str, where: str, prefix: str = "") -
     value = doc.get(key)
     if value is not None and not isinstance(value, str):
         raise UsageError(f"{where}: '{prefix}{key}' must be a string or null, got {value!r}")
+    return value
+
+
+def _optional_bool(doc: dict[str, Any], key: str, where: str) -> bool | None:
+    value = doc.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise UsageError(f"{where}: 'device.{key}' must be true, false or null, got {value!r}")
     return value
 
 

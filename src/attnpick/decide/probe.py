@@ -226,8 +226,23 @@ def _probe_torch(version: str | None) -> tuple[PackageFacts, DeviceFacts, str | 
     else:
         # torch >= 2.3 ships a flash kernel for CPU in SDPA.
         kernels.append("flash_cpu")
+        device = DeviceFacts(bf16_native=_cpu_bf16(torch))
     kernels.append("math")
     return PackageFacts(version, True, None), device, torch.version.cuda, tuple(kernels)
+
+
+def _cpu_bf16(torch: Any) -> bool | None:
+    """Whether this CPU has bfloat16 arithmetic (AVX512-BF16 or AMX), as torch's own CPU code asks; None where this
+    torch cannot say."""
+    cpu = getattr(torch, "cpu", None)
+    checks = [getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    checks = [check for check in checks if check is not None]
+    if not checks:
+        return None
+    try:
+        return any(bool(check()) for check in checks)
+    except Exception:  # noqa: BLE001 - a torch that cannot answer: unknown, not an error
+        return None
 
 
 class _ImportCheck:

@@ -18,10 +18,18 @@ from attnpick.backends.registry import CATALOG, ensure_registered, is_loader, pa
 from attnpick.decide.decision import Candidate, Decision, RankDifference, Reason
 from attnpick.decide.facts import EnvFacts
 from attnpick.errors import NoBackendError, UsageError, first_line
-from attnpick.load.confirm import Confirmation, confirm, device_of, slow_kernel_note
+from attnpick.load.confirm import (
+    Confirmation,
+    cached_confirmation,
+    confirm,
+    confirm_key,
+    device_of,
+    slow_kernel_note,
+)
 from attnpick.load.quantization import NF4, keep_trainable, nf4_config
 from attnpick.load.smoke import SmokeResult, run_smoke, smoke_job
 from attnpick.model.resolve import DEFAULT_MAX_SEQ_LENGTH, Architecture, Prepared, device_map, torch_device
+from attnpick.util.clock import phase
 from attnpick.util.subproc import SMOKE_TIMEOUT_S
 
 Outcome = Literal["loaded", "rejected", "smoke_failed", "load_failed", "confirm_failed"]
@@ -152,13 +160,15 @@ def _attempt(cand: Candidate, dtype: str, prepared: Prepared, facts: EnvFacts,
              options: LoadOptions) -> tuple[Attempt, _Loaded | None]:
     """One candidate: smoke run, load, confirm."""
     backend, start = cand.backend, time.monotonic()
-    smoke = run_smoke(smoke_job(cand, facts, prepared.model_facts, dtype), facts,
-                      timeout_s=options.smoke_timeout, use_cache=options.use_cache)
+    with phase("smoke run"):
+        smoke = run_smoke(smoke_job(cand, facts, prepared.model_facts, dtype), facts,
+                          timeout_s=options.smoke_timeout, use_cache=options.use_cache)
     if not smoke.ok:
         assert smoke.reason is not None
         return Attempt(backend, "smoke_failed", (smoke.reason,), time.monotonic() - start, smoke), None
     try:
-        model, tokenizer, kernel = instantiate(cand, prepared, dtype, facts, options)
+        with phase("load weights"):
+            model, tokenizer, kernel = instantiate(cand, prepared, dtype, facts, options)
     except UsageError:
         raise
     except Exception as exc:  # noqa: BLE001 - transformers has the final word; its message is the reason
@@ -166,8 +176,11 @@ def _attempt(cand: Candidate, dtype: str, prepared: Prepared, facts: EnvFacts,
         reason = Reason("load_failed", f"need the model to load with {backend}, have {type(exc).__name__}: {message}")
         _free()
         return Attempt(backend, "load_failed", (reason,), time.monotonic() - start, smoke), None
-    confirmation = confirm(model, tokenizer, backend, cand.implementation,
-                           remote_code=prepared.architecture == "remote_code")
+    key = confirm_key(facts, str(prepared.load_folder), backend, cand.implementation, dtype, options.load_in_4bit,
+                      model, options.use_cache)
+    with phase("confirm kernel"):
+        confirmation = cached_confirmation(key, lambda: confirm(model, tokenizer, backend, cand.implementation,
+                                                                remote_code=prepared.architecture == "remote_code"))
     if confirmation.ok is False:
         reason = Reason("confirm_failed", f"need {backend}'s attention to run, have: {confirmation.note}")
         del model, tokenizer

@@ -17,9 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from attnpick.backends.registry import CATALOG, GPU_TYPES, is_loader
+from attnpick.backends.registry import CATALOG, GPU_TYPES, is_loader, patched_in_process
 from attnpick.decide.decision import Decision
 from attnpick.decide.facts import EnvFacts
+from attnpick.util import cache
 
 # Ops that are an attention kernel (the outermost one a call ran is recorded); eager has none: its matmul + softmax.
 _KERNEL_OP = re.compile(r"scaled_dot_product_(?!attention$)|_attention_forward|varlen_attn|flash_attn|flash_fwd|"
@@ -36,6 +37,8 @@ KERNEL_WORDS = {
     EAGER_KERNEL: "matmul + softmax",
 }
 MATH_KERNEL = "aten::_scaled_dot_product_attention_math"
+KIND = "confirmed"
+CONFIRM_VERSION = 1  # part of the cache key: bump when `confirm` changes what it proves
 _LAYER_MARK = "attnpick.attention_call."
 # torch 2.13's profiler logs its start and stop from C++ on file descriptor 2 ("USDT:... profiler_start").
 _PROFILER_LOG = re.compile(r"^(USDT|STAGE):\S+ \S+ \d+:\d+ \S+\.cpp:\d+\] ")
@@ -57,6 +60,7 @@ class Confirmation:
     note: str = ""
     forwards: dict[str, int] = field(default_factory=dict)
     layer_kernels: tuple[str, ...] = ()  # per attention call, in order: the kernel op it ran
+    cached: bool = False  # read from the cache: this machine, packages, model files and path confirmed it before
 
     @property
     def kernels(self) -> dict[str, int]:
@@ -77,7 +81,12 @@ class Confirmation:
     def to_dict(self) -> dict[str, Any]:
         return {"attn_implementation": self.attn_implementation, "calls": dict(self.calls),
                 "forwards": dict(self.forwards), "layers": self.layers, "ok": self.ok, "note": self.note,
-                "kernels": self.kernels, "layer_kernels": list(self.layer_kernels)}
+                "kernels": self.kernels, "layer_kernels": list(self.layer_kernels), "cached": self.cached}
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any], cached: bool = False) -> Confirmation:
+        return cls(value["attn_implementation"], dict(value["calls"]), int(value["layers"]), value["ok"],
+                   value["note"], dict(value["forwards"]), tuple(value["layer_kernels"]), cached)
 
 
 @contextmanager
@@ -233,6 +242,37 @@ def confirm(model: Any, tokenizer: Any, backend: str, implementation: str | None
     ok = total == layers if layers else True
     return Confirmation(impl, calls, layers, ok, "" if ok else f"{total} attention calls for {layers} layers",
                         forwards, found)
+
+
+def confirm_key(facts: EnvFacts, folder: str, backend: str, implementation: str | None, dtype: str,
+                load_in_4bit: bool, model: Any, use_cache: bool = True) -> dict[str, Any] | None:
+    """What a confirmation depends on: the machine and its package versions (the facts), the model's files and class,
+    the backend and its implementation, the dtype, 4-bit, and whether a loader patched transformers in this process;
+    None (confirm every time) when `use_cache` is False."""
+    if not use_cache:
+        return None
+    return {"facts": facts.to_dict(), "folder": folder, "model_files": cache.files_key(folder), "backend": backend,
+            "implementation": implementation, "dtype": dtype, "load_in_4bit": load_in_4bit,
+            "model_class": type(model).__name__, "patched": patched_in_process(), "version": CONFIRM_VERSION}
+
+
+def _valid(value: Any) -> bool:
+    Confirmation.from_dict(value)
+    return value["ok"] is True
+
+
+def cached_confirmation(key: dict[str, Any] | None, run: Callable[[], Confirmation]) -> Confirmation:
+    """`run()`'s confirmation, or the one cached for the same `key` (only a passed one is stored): the profiled
+    forward runs once per machine, packages, model and path."""
+    if key is None:
+        return run()
+    path, hit = cache.cached(KIND, key, _valid)
+    if hit is not None:
+        return Confirmation.from_dict(hit, cached=True)
+    confirmation = run()
+    if confirmation.ok is True:
+        cache.store(path, key, confirmation.to_dict())
+    return confirmation
 
 
 def slow_kernel_note(facts: EnvFacts, decision: Decision, confirmation: Confirmation | None) -> str | None:

@@ -17,6 +17,7 @@ from attnpick.util.options import finite, flag, option, whole
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 PACKING = ("auto", "on", "off")
+AUTOCAST = ("auto", "off")
 
 
 @dataclass
@@ -48,6 +49,9 @@ class TrainConfig(ModelOptions):
     backend: str = option("auto", "attention backend: auto (default) or one name from 'attnpick doctor'; "
                           "env ATTNPICK_BACKEND", kind="backend")
     dtype: str | None = option(None, "compute dtype; default: the device's best", choices=DTYPES)
+    autocast: str = option("auto", "CPU: matrix products in bfloat16 over float32 weights (torch.autocast); auto: "
+                           "where the CPU computes bfloat16 natively (AVX512-BF16, AMX) and the model is not 4-bit; "
+                           "off: float32 throughout", choices=AUTOCAST)
     load_in_4bit: bool | None = option(None, "--4bit: LoRA on the 4-bit (NF4) model (QLoRA); --no-4bit: on the "
                                        "unquantized one. Default: 4-bit on a GPU; on a CPU unquantized when it fits "
                                        "in half the free memory (4-bit is slower there)", flag="--4bit",
@@ -74,6 +78,8 @@ class TrainConfig(ModelOptions):
     target_modules: list[str] = option(DEFAULT_TARGETS, "comma-separated module names that get a LoRA",
                                        metavar="A,B", kind="list")
     resume: bool = option(False, "continue from the output folder's last complete checkpoint", action="store_true")
+    fresh: bool = option(False, "prove everything again: ignore the cached import checks, smoke runs and packing "
+                         "checks", action="store_true")
     progress: bool = option(True, "show a progress bar", cli=False)
 
     @cached_property
@@ -88,6 +94,8 @@ class TrainConfig(ModelOptions):
             flag(self.load_in_4bit, "load_in_4bit")
         if self.packing not in PACKING:
             raise UsageError(f"--packing must be auto, on or off, got {self.packing!r}.")
+        if self.autocast not in AUTOCAST:
+            raise UsageError(f"--autocast must be auto or off, got {self.autocast!r}.")
         if self.dtype is not None and self.dtype not in DTYPES:
             raise UsageError(f"Unknown dtype {self.dtype!r}. Choose one of: {', '.join(DTYPES)}.")
         check_max_seq_length(self.max_seq_length)

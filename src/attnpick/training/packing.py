@@ -4,11 +4,18 @@ gets the logits it gets alone. A cache left on or a mask that lets packed sample
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from attnpick.decide.facts import EnvFacts
 from attnpick.errors import UsageError
 from attnpick.measure.tolerances import TOLERANCES
+from attnpick.util import cache
+
+CHECK_VERSION = 1  # part of the cache key: bump when `packing_check` changes what it proves
+KIND = "packing"
 
 
 @dataclass(frozen=True)
@@ -19,19 +26,21 @@ class PackingVerdict:
     max_abs_diff: float | None
     tolerance: float | None
     reason: str
+    cached: bool = False  # the check's verdict came from the cache (same machine, packages, model files, path)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
 
 
 def packing_check(model: Any, examples: list[Any], collator: Any, dtype: str, extra: dict[str, Any] | None = None,
-                  count: int = 4) -> tuple[bool, float, float]:
-    """Run `count` sequences packed (through the training collator, as the Trainer calls the model) and one by
-    one; (equal within the dtype's tolerance, max |difference| of logits, tolerance)."""
+                  count: int = 4, max_tokens: int = 64) -> tuple[bool, float, float]:
+    """Run `count` sequences (the longest of the first few, cut to `max_tokens`: a leak across samples shows at
+    any length, and a CPU's forward costs by the token) packed (through the training collator, as the Trainer calls
+    the model) and one by one; (equal within the dtype's tolerance, max |difference| of logits, tolerance)."""
     import torch  # heavy: a model is loaded by now
 
     picked = sorted(examples[:count * 4], key=lambda e: len(e.input_ids))[-count:]
-    features = [{"input_ids": e.input_ids, "labels": e.labels} for e in picked]
+    features = [{"input_ids": e.input_ids[:max_tokens], "labels": e.labels[:max_tokens]} for e in picked]
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -55,13 +64,71 @@ def packing_check(model: Any, examples: list[Any], collator: Any, dtype: str, ex
     return diff <= tolerance, diff, tolerance
 
 
+def packed_path(model: Any, backend: str) -> tuple[Any, str]:
+    """(the packed batches' collator, the attention implementation they run with). A backend that names a packed
+    implementation (sdpa: `sdpa_packed`, each packed sequence attended alone, no square over the whole packed row)
+    switches the model to it when its class can switch; every other backend keeps its own implementation and takes
+    the boundaries it reads (position ids; the varlen kernels' FlashAttention kwargs)."""
+    from transformers import DataCollatorWithFlattening
+
+    from attnpick.backends.registry import CATALOG
+
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    spec = CATALOG.get(backend)
+    packed = spec.packed() if spec is not None and spec.packed is not None else None
+    if packed and hasattr(target, "set_attn_implementation"):
+        target.set_attn_implementation(packed)
+    attention = getattr(target.config, "_attn_implementation", "?")
+    return DataCollatorWithFlattening(return_position_ids=True,
+                                      return_flash_attn_kwargs=attention == packed), attention
+
+
+def unpacked(model: Any, attention: str) -> None:
+    """Back to `attention`, the model's implementation before `packed_path`, when packing is not used after all."""
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(target.config, "_attn_implementation", attention) != attention:
+        target.set_attn_implementation(attention)
+
+
+def check_key(facts: EnvFacts, folder: str | Path, attention: str, dtype: str, quantization: str | None,
+              lora: dict[str, Any], use_cache: bool = True) -> dict[str, Any] | None:
+    """What a packing check's verdict depends on: this machine and its package versions (the facts), the model's
+    files, the attention implementation, the dtype, the quantization and the LoRA; None (no cache) when
+    `use_cache` is False."""
+    if not use_cache:
+        return None
+    return {"facts": facts.to_dict(), "model_files": cache.files_key(folder), "folder": str(folder),
+            "attention": attention, "dtype": dtype, "quantization": quantization, "lora": lora,
+            "version": CHECK_VERSION}
+
+
+def _valid(value: Any) -> bool:
+    return isinstance(value["ok"], bool) and all(isinstance(value[k], (int, float)) for k in ("diff", "tolerance"))
+
+
+def cached_check(key: dict[str, Any] | None, check: Callable[[], tuple[bool, float, float]]
+                 ) -> tuple[bool, float, float, bool]:
+    """`check()`'s (ok, diff, tolerance) and False, or the cached ones for the same `key` and True; a passed check
+    is stored, a failed one runs again next time."""
+    if key is None:
+        return (*check(), False)
+    path, hit = cache.cached(KIND, key, _valid)
+    if hit is not None:
+        return hit["ok"], hit["diff"], hit["tolerance"], True
+    ok, diff, tolerance = check()
+    if ok:
+        cache.store(path, key, {"ok": ok, "diff": diff, "tolerance": tolerance})
+    return ok, diff, tolerance, False
+
+
 def decide_packing(requested: str, ok: bool | None, diff: float | None, tol: float | None,
-                   backend: str) -> PackingVerdict:
+                   backend: str, cached: bool = False) -> PackingVerdict:
     if requested == "off":
         return PackingVerdict(False, requested, False, None, None, "packing off (--packing off)")
     if ok:
-        return PackingVerdict(True, requested, True, diff, tol,
-                              f"packed sequences give the logits they get alone with {backend} (max diff {diff:.2e})")
+        when = "; checked on an earlier run, cached" if cached else ""
+        return PackingVerdict(True, requested, True, diff, tol, f"packed sequences give the logits they get alone "
+                              f"with {backend} (max diff {diff:.2e}{when})", cached)
     why = (f"packed sequences do not give the logits they get alone with {backend} "
            f"(max diff {diff:.2e} > {tol:.2e}): packing would leak attention across samples")
     if requested == "on":

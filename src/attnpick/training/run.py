@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from attnpick.decide.decision import default_dtype
+from attnpick.decide.decision import cpu_autocast, default_dtype
 from attnpick.decide.facts import EnvFacts
 from attnpick.decide.probe import collect_facts
 from attnpick.errors import UsageError
@@ -25,12 +25,22 @@ from attnpick.load.quantization import choose_4bit, free_memory, parameter_count
 from attnpick.loading import load_model
 from attnpick.model.config import check_context
 from attnpick.model.resolve import Prepared, dtype_name, linear_layer_names
+from attnpick.training.answer_logits import AnswerLogits, takes_kept_logits
 from attnpick.training.config import TrainConfig
 from attnpick.training.data import DataStats, drop_warnings, examples_of, load_examples, validate
 from attnpick.training.model_checks import check_chat_template, folder_chat_template, read_chat_template
 from attnpick.training.outputs import prepare_output, release, write_reports
-from attnpick.training.packing import PackingVerdict, decide_packing, packing_check
+from attnpick.training.packing import (
+    PackingVerdict,
+    cached_check,
+    check_key,
+    decide_packing,
+    packed_path,
+    packing_check,
+    unpacked,
+)
 from attnpick.training.trainer import TokenCounter, latest_complete_checkpoint, trainer_classes
+from attnpick.util.clock import StartupClock, phase
 from attnpick.util.files import DiskFullError, is_disk_full
 
 logger = logging.getLogger(__name__)
@@ -50,7 +60,7 @@ class TrainReport:
     losses: tuple[tuple[int, float], ...]
     train_loss: float | None
     seconds: float
-    tokens_seen: int
+    tokens_seen: int  # this run's (after a resume: its resumed part) non-padding tokens, every rank's
     lora: dict[str, Any]
     probe: dict[str, Any]
     resumed_from: str | None = None
@@ -60,6 +70,9 @@ class TrainReport:
     padding_share: float | None = None
     eval: dict[str, Any] | None = None  # the held-out set: where from, how many examples (None: no eval)
     eval_losses: tuple[tuple[int, float], ...] = ()  # (step, eval loss on answer tokens); the last is the end's
+    autocast: str | None = None  # "bfloat16": matrix products in bfloat16 over float32 weights (a CPU's autocast)
+    answer_logits: bool = False  # the LM head and the loss ran only where the next token is an answer token
+    startup: dict[str, Any] = field(default_factory=dict)  # `StartupClock.to_dict()`: where the time before step 1 went
 
     @property
     def eval_loss(self) -> float | None:
@@ -86,7 +99,8 @@ class TrainReport:
             "ranks_that_differed": [d.to_dict() for d in self.load.ranks_that_differed], "lora": dict(self.lora),
             "adapter": str(Path(self.output) / "adapter"), "model": self.model, "probe": dict(self.probe),
             "notes": list(self.notes), "eval": self.eval, "eval_loss": self.eval_loss,
-            "eval_losses": [list(x) for x in self.eval_losses],
+            "eval_losses": [list(x) for x in self.eval_losses], "startup": dict(self.startup),
+            "answer_logits": self.answer_logits, "autocast": self.autocast,
         }
 
 
@@ -106,9 +120,28 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainReport | No
         ('sdpa', True)
     """
     config = _config(config, options)
+    with StartupClock() as clock:
+        with phase("check inputs"):
+            prepared, given = _check_inputs(config)
+        rank, _ = distributed.rank_and_world()
+        # rank 0 holds the folder's lock for the whole run: a second train on it is refused
+        resume_from, created, notes, lock = prepare_output(config.output, config.resume, config.max_steps,
+                                                           rank == 0)
+        try:
+            return _run(config, prepared, resume_from, notes, given, clock)
+        except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError ("unexpected pos")
+            full = _disk_full(exc, config.output)
+            if full is None:
+                raise
+            raise full from None
+        finally:
+            release(Path(config.output), lock, created)
+
+
+def _check_inputs(config: TrainConfig) -> tuple[Prepared, str | None]:
+    """Bad options, data, a bad model folder and LoRA targets the model lacks fail before any weight is read or
+    anything is written; (the prepared model, the --chat-template given or None)."""
     config.validate()
-    # bad data, a bad model folder and LoRA targets the model lacks fail before any weight is read or anything is
-    # written
     drop_warnings(validate(config.data, config.data_split, config.column_map, config.strict_data),
                   config.max_dropped)
     if config.eval_data:
@@ -119,18 +152,7 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainReport | No
     given = read_chat_template(config.chat_template) if config.chat_template else None
     check_chat_template(given if config.chat_template else folder_chat_template(prepared.folder),
                         f"--chat-template {config.chat_template}" if config.chat_template else config.model)
-    rank, _ = distributed.rank_and_world()
-    # rank 0 holds the folder's lock for the whole run: a second train on it is refused
-    resume_from, created, notes, lock = prepare_output(config.output, config.resume, config.max_steps, rank == 0)
-    try:
-        return _run(config, prepared, resume_from, notes, given)
-    except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError ("unexpected pos")
-        full = _disk_full(exc, config.output)
-        if full is None:
-            raise
-        raise full from None
-    finally:
-        release(Path(config.output), lock, created)
+    return prepared, given
 
 
 def _disk_full(exc: BaseException, output: str) -> BaseException | None:
@@ -156,31 +178,43 @@ def _config(config: TrainConfig | None, options: dict[str, Any]) -> TrainConfig:
 
 
 def _run(config: TrainConfig, prepared: Prepared, resume_from: Path | None, notes: list[str],
-         chat_template: str | None = None) -> TrainReport | None:
+         chat_template: str | None, clock: StartupClock) -> TrainReport | None:
     rank, world = distributed.rank_and_world()
     if world > 1:
         distributed.init_process_group()
-    facts = collect_facts()  # once: the 4-bit choice and the load read the same facts
-    four_bit, why = _four_bit(config, prepared, facts, world)
+    with phase("machine facts"):
+        facts = collect_facts(fresh=config.fresh)  # once: the 4-bit choice and the load read the same facts
+        four_bit, why = _four_bit(config, prepared, facts, world)
     if why:
         notes = [*notes, why]
     model, tokenizer, load = _load(config, prepared, four_bit, facts)
+    autocast = cpu_autocast(facts, load.dtype, four_bit, prepared.model_facts) if config.autocast == "auto" else None
+    if autocast:
+        notes = [*notes, "CPU: matrix products in bfloat16 (autocast): this CPU computes bfloat16 natively; the "
+                 "weights, norms, softmax and loss stay float32. Pass --autocast off to train in float32 throughout."]
     if chat_template:
         tokenizer.chat_template = chat_template  # --chat-template, as checked: saved with the adapter
-    examples, stats = load_examples(config.data, tokenizer, config.max_seq_length, config.data_split,
-                                    config.column_map, config.truncate, config.strict_data)
-    notes = [*notes, *drop_warnings(stats, config.max_dropped)]
-    examples, held_out, eval_info = _held_out(config, examples, tokenizer)
+    with phase("tokenize data"):
+        examples, stats = load_examples(config.data, tokenizer, config.max_seq_length, config.data_split,
+                                        config.column_map, config.truncate, config.strict_data)
+        notes = [*notes, *drop_warnings(stats, config.max_dropped)]
+        examples, held_out, eval_info = _held_out(config, examples, tokenizer)
     for note in notes:
         logger.warning(note)
-    model = _attach_lora(model, config, load.chosen)
-    packing, collator = _choose_packing(config, model, examples, tokenizer, load.dtype, world)
+    with phase("attach LoRA"):
+        model = _attach_lora(model, config, load.chosen)
+    with phase("packing check"):
+        packing, collator = _choose_packing(config, model, examples, tokenizer, load, prepared, facts, world)
     counter = TokenCounter(collator)
-    trainer, seconds = _fit(config, model, tokenizer, examples, held_out, counter, load, resume_from, rank, world)
+    trainer, seconds = _fit(config, model, tokenizer, examples, held_out, counter, load, resume_from, rank, world,
+                            clock, autocast)
+    # the tokens of the examples fed (the Trainer's own count takes a pad token that is also the end-of-turn token
+    # for padding), every rank's
+    real_tokens = sum(distributed.gather(counter.real)) if world > 1 else counter.real
     report = None
     if trainer.is_world_process_zero():
         report = _report(config, trainer, model, tokenizer, load, stats, packing, seconds, resume_from, world, notes,
-                         counter, eval_info)
+                         counter, real_tokens, eval_info, clock, autocast)
     if world > 1:
         distributed.barrier()
     return report
@@ -223,7 +257,7 @@ def _four_bit(config: TrainConfig, prepared: Prepared, facts: EnvFacts, world: i
 def _load(config: TrainConfig, prepared: Prepared, four_bit: bool, facts: EnvFacts) -> tuple[Any, Any, LoadReport]:
     """The model through the proven chain (under torchrun every rank agrees on the backend first)."""
     return load_model(prepared, max_seq_length=config.max_seq_length, dtype=config.dtype,
-                      load_in_4bit=four_bit, backend=config.backend, facts=facts)
+                      load_in_4bit=four_bit, backend=config.backend, facts=facts, use_cache=not config.fresh)
 
 
 def _check_targets(prepared: Prepared, target_modules: list[str]) -> None:
@@ -243,26 +277,36 @@ def _attach_lora(model: Any, config: TrainConfig, backend: str) -> Any:
     return model
 
 
-def _choose_packing(config: TrainConfig, model: Any, examples: Any, tokenizer: Any, dtype: str,
-                    world: int) -> tuple[PackingVerdict, Any]:
-    """Padding-free packing when asked or checked safe on this path; else padded batches."""
-    from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
+def _choose_packing(config: TrainConfig, model: Any, examples: Any, tokenizer: Any, load: LoadReport,
+                    prepared: Prepared, facts: EnvFacts, world: int) -> tuple[PackingVerdict, Any]:
+    """Padding-free packing when asked or checked safe on this path (a check cached per machine, packages, model
+    files and path); else padded batches."""
+    from transformers import DataCollatorForSeq2Seq
 
-    flat = DataCollatorWithFlattening(return_position_ids=True)
     if config.packing == "off":
-        verdict = decide_packing("off", None, None, None, "")
+        flat, verdict = None, decide_packing("off", None, None, None, "")
     else:
-        ok, diff, tol = packing_check(model, examples_of(examples, 16), flat, dtype)
+        own = model.config._attn_implementation
+        flat, attention = packed_path(model, load.chosen)
+        key = check_key(facts, prepared.load_folder, attention, load.dtype, load.quantization,
+                        {"r": config.lora_r, "targets": sorted(config.target_modules)}, not config.fresh)
+        ok, diff, tol, cached = cached_check(
+            key, lambda: packing_check(model, examples_of(examples, 16), flat, load.dtype))
         if world > 1:
             ok = distributed.all_true(ok)
-        verdict = decide_packing(config.packing, ok, diff, tol, getattr(model.config, "_attn_implementation", "?"))
+        verdict = decide_packing(config.packing, ok, diff, tol, attention, cached)
+        if not verdict.enabled:
+            unpacked(model, own)
     tokenizer.padding_side = "right"
     padded = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
-    return verdict, flat if verdict.enabled else padded
+    if not verdict.enabled:
+        return verdict, padded
+    return verdict, AnswerLogits(flat) if takes_kept_logits(model) else flat
 
 
 def _fit(config: TrainConfig, model: Any, tokenizer: Any, examples: Any, held_out: Any, collator: Any,
-         load: LoadReport, resume_from: Path | None, rank: int, world: int) -> tuple[Any, float]:
+         load: LoadReport, resume_from: Path | None, rank: int, world: int,
+         clock: StartupClock, autocast: str | None) -> tuple[Any, float]:
     from transformers import TrainingArguments
     from transformers.trainer_callback import PrinterCallback
 
@@ -274,15 +318,16 @@ def _fit(config: TrainConfig, model: Any, tokenizer: Any, examples: Any, held_ou
         max_steps=config.max_steps, seed=config.seed, data_seed=config.seed, logging_steps=config.logging_steps,
         save_strategy="steps", save_steps=config.save_steps, report_to=[], disable_tqdm=True,
         remove_unused_columns=False, dataloader_num_workers=0, use_cpu=on_cpu,
-        bf16=load.dtype == "bfloat16" and not on_cpu, fp16=load.dtype == "float16" and not on_cpu,
+        bf16=(load.dtype == "bfloat16" and not on_cpu) or autocast == "bfloat16",
+        fp16=load.dtype == "float16" and not on_cpu,
         include_num_input_tokens_seen="non_padding", ddp_backend="gloo" if on_cpu and world > 1 else None,
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         eval_strategy="steps" if held_out is not None and config.eval_steps else "no", eval_steps=config.eval_steps,
         per_device_eval_batch_size=config.batch_size,
     )
-    trainer_class, progress_class = trainer_classes()
-    callbacks = [progress_class()] if config.progress and rank == 0 else []
-    # processing_class: the Trainer counts non-padding tokens as those that are not the pad token
+    trainer_class, progress_class, first_step_class = trainer_classes()
+    callbacks = [first_step_class(clock.first_step)]
+    callbacks += [progress_class()] if config.progress and rank == 0 else []
     trainer = trainer_class(model=model, args=args, train_dataset=examples, eval_dataset=held_out,
                             data_collator=collator, processing_class=tokenizer, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # the progress bar shows loss and tokens/s
@@ -296,7 +341,8 @@ def _fit(config: TrainConfig, model: Any, tokenizer: Any, examples: Any, held_ou
 
 def _report(config: TrainConfig, trainer: Any, model: Any, tokenizer: Any, load: LoadReport, stats: DataStats,
             packing: PackingVerdict, seconds: float, resume_from: Path | None, world: int,
-            notes: list[str], counter: TokenCounter, eval_info: dict[str, Any] | None) -> TrainReport:
+            notes: list[str], counter: TokenCounter, real_tokens: int, eval_info: dict[str, Any] | None,
+            clock: StartupClock, autocast: str | None) -> TrainReport:
     out = Path(config.output)
     model.save_pretrained(str(out / "adapter"))
     tokenizer.save_pretrained(str(out / "adapter"))
@@ -305,12 +351,13 @@ def _report(config: TrainConfig, trainer: Any, model: Any, tokenizer: Any, load:
     report = TrainReport(
         model=config.model, output=config.output, load=load, data=stats, packing=packing,
         steps=trainer.state.global_step, losses=losses, train_loss=run_loss(losses),
-        seconds=seconds, tokens_seen=int(trainer.state.num_input_tokens_seen),
+        seconds=seconds, tokens_seen=real_tokens,
         lora={"r": config.lora_r, "alpha": config.lora_alpha, "dropout": config.lora_dropout,
               "target_modules": list(config.target_modules)},
         probe=_probe_logits(model, tokenizer), resumed_from=str(resume_from) if resume_from else None,
         world_size=world, notes=tuple(notes), tokens_fed=counter.fed, padding_share=counter.padding_share,
-        eval=eval_info, eval_losses=eval_losses,
+        eval=eval_info, eval_losses=eval_losses, startup=clock.to_dict(),
+        answer_logits=isinstance(counter.collator, AnswerLogits), autocast=autocast,
     )
     title = f"{config.model} · {report.backend} · packing {'on' if packing.enabled else 'off'}"
     write_reports(out, report.to_dict(), load.to_dict(), list(losses), title, list(eval_losses))

@@ -48,8 +48,8 @@ class TokenCounter:
         return 1 - self.real / self.fed if self.fed else None
 
 
-def trainer_classes() -> tuple[Any, Any]:
-    """(Trainer with completion-marked checkpoints, rich progress callback)."""
+def trainer_classes() -> tuple[Any, Any, Any]:
+    """(Trainer with completion-marked checkpoints, rich progress callback, first-step callback)."""
     from transformers import Trainer, TrainerCallback  # heavy: built when training starts
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -100,4 +100,13 @@ def trainer_classes() -> tuple[Any, Any]:
             self.progress.update(self.task, completed=state.global_step)
             self.progress.stop()
 
-    return CheckpointingTrainer, Progress
+    class FirstStep(TrainerCallback):  # type: ignore[misc]
+        """Calls `mark` when the first optimizer step of this run begins (the end of the start-up)."""
+
+        def __init__(self, mark: Any) -> None:
+            self.mark = mark
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.mark()
+
+    return CheckpointingTrainer, Progress, FirstStep

@@ -32,6 +32,16 @@ def fingerprint(parts: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:20]
 
 
+def files_key(folder: str | Path) -> list[list[Any]]:
+    """What identifies a model folder's files without reading them: each top-level file's name, size and
+    modification time (a re-downloaded or edited weight file changes it); [] for a folder that cannot be read."""
+    try:
+        entries = sorted(p for p in Path(folder).iterdir() if p.is_file())
+        return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in entries]
+    except OSError:
+        return []
+
+
 def read_json(path: Path) -> Any | None:
     """The JSON document at `path`, or None when it is missing or corrupt (it will be rebuilt)."""
     try:
