@@ -186,8 +186,9 @@ def main() -> int:
     result["checks"] = [{"check": c, "value": v, "ok": ok} for c, v, ok in checks]
     (args.run / "real-model-check.json").write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n",
                                                     encoding="utf-8")
+    autocast = f", {report['autocast']} autocast" if report.get("autocast") else ""
     print(f"\nReal model: {args.model} ({report['backend']}, {report['dtype']}, "
-          f"{report['quantization'] or 'no quantization'}, {report['tokens_per_s']:.0f} tokens/s)")
+          f"{report['quantization'] or 'no quantization'}{autocast}, {report['tokens_per_s']:.0f} tokens/s)")
     for check, value, ok in checks:
         print(f"  {'ok  ' if ok else 'MISS'}  {check:<58} {value}")
     print(f"checked in {result['seconds']:.0f}s; written to {args.run / 'real-model-check.json'}")
