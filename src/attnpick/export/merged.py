@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from attnpick.errors import UsageError
+from attnpick.load.lora import base_model
 from attnpick.model import exaone
 from attnpick.model.config import read_config
 from attnpick.util import files
@@ -63,7 +64,7 @@ def _write_merged(model: Any, staged: Path, source_folder: str | None, four_bit:
                   progress: Progress | None = None) -> None:
     from huggingface_hub import save_torch_state_dict
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     original, source = original_config(model, source_folder)
     dtype = _dtype(original)
     state = merged_state_dict(model, dtype, progress)
@@ -112,7 +113,7 @@ def _requantize(base: Any, state: dict[str, Any]) -> dict[str, Any]:
 def original_config(model: Any, source_folder: str | None = None) -> tuple[dict[str, Any], Path]:
     """The config.json the model was loaded from (EXAONE's own, where attnpick loaded it as Llama) and its
     folder; the loaded config where no folder is known."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     source = Path(source_folder) if source_folder else Path(getattr(base.config, "_name_or_path", "") or ".")
     return (read_config(source) if (source / "config.json").is_file() else base.config.to_dict()), source
 
@@ -134,7 +135,7 @@ def merged_state_dict(model: Any, dtype: str = "float16", progress: Progress | N
 def _merged(model: Any, target: Any, progress: Progress) -> dict[str, Any]:
     from peft.tuners.lora import LoraLayer
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     modules = list(base.named_modules())
     out: dict[str, Any] = {}
     skip: set[str] = set()

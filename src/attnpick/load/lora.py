@@ -23,6 +23,11 @@ from attnpick.model.resolve import linear_module_names
 _LOADER_NAMES = {"seed": "random_state", "gradient_checkpointing": "use_gradient_checkpointing"}
 
 
+def base_model(model: Any) -> Any:
+    """The transformers model under a peft wrapper (the model itself when it is not wrapped)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def check_target_modules(available: set[str], wanted: Sequence[str]) -> None:
     """`UsageError` naming the unknown names and the model's own, before any LoRA is attached."""
     unknown = [name for name in wanted if name not in available and name != "all-linear"]

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from attnpick.load.lora import base_model
+
 
 class AnswerLogits:
     """A packed batch's collator, wrapped: adds `logits_to_keep` (positions whose next token has a label) and
@@ -41,7 +43,7 @@ def takes_kept_logits(model: Any) -> bool:
     """Whether the model's forward takes `logits_to_keep` (transformers' causal LMs do; remote code may not)."""
     import inspect
 
-    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    target = base_model(model)
     try:
         return "logits_to_keep" in inspect.signature(target.forward).parameters
     except (TypeError, ValueError):

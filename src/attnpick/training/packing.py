@@ -11,6 +11,7 @@ from typing import Any
 
 from attnpick.decide.facts import EnvFacts
 from attnpick.errors import UsageError
+from attnpick.load.lora import base_model
 from attnpick.measure.tolerances import TOLERANCES
 from attnpick.util import cache
 
@@ -73,7 +74,7 @@ def packed_path(model: Any, backend: str) -> tuple[Any, str]:
 
     from attnpick.backends.registry import CATALOG
 
-    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    target = base_model(model)
     spec = CATALOG.get(backend)
     packed = spec.packed() if spec is not None and spec.packed is not None else None
     if packed and hasattr(target, "set_attn_implementation"):
@@ -85,7 +86,7 @@ def packed_path(model: Any, backend: str) -> tuple[Any, str]:
 
 def unpacked(model: Any, attention: str) -> None:
     """Back to `attention`, the model's implementation before `packed_path`, when packing is not used after all."""
-    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    target = base_model(model)
     if getattr(target.config, "_attn_implementation", attention) != attention:
         target.set_attn_implementation(attention)
 
