@@ -134,6 +134,7 @@ def merged_state_dict(model: Any, dtype: str = "float16", progress: Progress | N
 
 def _merged(model: Any, target: Any, progress: Progress) -> dict[str, Any]:
     from peft.tuners.lora import LoraLayer
+    from peft.utils import ModulesToSaveWrapper
 
     base = base_model(model)
     modules = list(base.named_modules())
@@ -152,6 +153,12 @@ def _merged(model: Any, target: Any, progress: Progress) -> dict[str, Any]:
             out[f"{name}.weight"] = weight.to(target).contiguous()
             if getattr(layer, "bias", None) is not None:
                 out[f"{name}.bias"] = layer.bias.detach().to(target)
+            skip.add(name)
+            continue
+        if isinstance(module, ModulesToSaveWrapper):  # a module trained whole (modules_to_save): its trained copy
+            trained = module.modules_to_save[module.active_adapters[0]]
+            for pname, param in trained.named_parameters():
+                out[f"{name}.{pname}"] = param.detach().to(target).contiguous()
             skip.add(name)
             continue
         for pname, param in module.named_parameters(recurse=False):

@@ -40,7 +40,9 @@ def attach_lora(model: Any, *, r: int, lora_alpha: int, lora_dropout: float, tar
                 bias: str = "none", use_rslora: bool = False, loftq_config: Any = None, seed: int | None = None,
                 gradient_checkpointing: bool = False, layers_to_transform: Any = None, layers_pattern: Any = None,
                 modules_to_save: Any = None, init_lora_weights: Any = True) -> Any:
-    """`model` wrapped in a peft LoRA; a 4-bit model is prepared for k-bit training first.
+    """`model` wrapped in a peft LoRA; a 4-bit model is prepared for k-bit training first. Where the model ties
+    its LM head to its input embedding and `modules_to_save` trains either, peft keeps the trained copies tied
+    (`ensure_weight_tying`), so the head still reads the embedding it was trained with.
 
     Args:
         model: a transformers causal LM (4-bit or not).
@@ -63,7 +65,8 @@ def attach_lora(model: Any, *, r: int, lora_alpha: int, lora_dropout: float, tar
     config = LoraConfig(r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=targets, bias=bias,
                         use_rslora=use_rslora, loftq_config=loftq_config or {}, layers_to_transform=layers_to_transform,
                         layers_pattern=layers_pattern, modules_to_save=modules_to_save,
-                        init_lora_weights=init_lora_weights, task_type="CAUSAL_LM")
+                        init_lora_weights=init_lora_weights, task_type="CAUSAL_LM",
+                        **({"ensure_weight_tying": True} if _ties_saved_embeddings(model, modules_to_save) else {}))
     if seed is not None:
         import torch
 
@@ -76,6 +79,36 @@ def attach_lora(model: Any, *, r: int, lora_alpha: int, lora_dropout: float, tar
                 check_target_modules(linear_module_names(model), targets if isinstance(targets, list) else [targets])
             raise
 
+
+
+EMBEDDING_MODULES = ("embed_tokens", "lm_head")
+
+
+def embedding_targets(target_modules: Any, modules_to_save: Any) -> tuple[Any, list[str] | None, list[str]]:
+    """Unsloth's reading of `target_modules` holding `embed_tokens` / `lm_head`: those train as full modules
+    (peft's `modules_to_save`; a LoRA on them would not train the way continued pretraining needs). Returns the
+    LoRA targets left, `modules_to_save`, and what was moved."""
+    saved = list(modules_to_save) if isinstance(modules_to_save, (list, tuple, set)) else (
+        [modules_to_save] if isinstance(modules_to_save, str) else None)
+    if isinstance(target_modules, str) or target_modules is None:
+        return target_modules, saved, []
+    moved = [m for m in target_modules if m.rsplit(".", 1)[-1] in EMBEDDING_MODULES]
+    if not moved:
+        return target_modules, saved, []
+    left = [m for m in target_modules if m not in moved]
+    if not left:
+        raise UsageError("target_modules holds only embed_tokens / lm_head, which train as full modules: add the "
+                         "LoRA targets too (e.g. 'q_proj', 'v_proj').")
+    saved = list(dict.fromkeys([*(saved or []), *moved]))
+    return left, saved, moved
+
+
+def _ties_saved_embeddings(model: Any, modules_to_save: Any) -> bool:
+    config = getattr(model, "config", None)
+    tied = bool(getattr(config, "tie_word_embeddings", False) or
+                getattr(getattr(config, "get_text_config", lambda: None)(), "tie_word_embeddings", False))
+    names = [modules_to_save] if isinstance(modules_to_save, str) else list(modules_to_save or [])
+    return tied and any(str(n).rsplit(".", 1)[-1] in EMBEDDING_MODULES for n in names)
 
 
 def attach(model: Any, backend: str, loader: dict[str, Any] | None = None, **options: Any) -> Any:
