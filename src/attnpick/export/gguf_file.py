@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from attnpick.errors import UsageError
+from attnpick.export import modelfile
 from attnpick.export.merged import Progress, merged_state_dict, original_config
 from attnpick.model import exaone
 from attnpick.util import files
@@ -90,8 +91,9 @@ def save_gguf(model: Any, tokenizer: Any, out: str | Path, quantization_method: 
               source_folder: str | None = None, name: str | None = None,
               progress: Progress | None = None) -> list[Path]:
     """Write `model` (merged first when it carries LoRA adapters) into the folder `out` once per asked type, as
-    `<name>.<TYPE>.gguf` (`name`: the model id it was loaded by, its last part); returns the files. An existing
-    file of the same name is replaced whole."""
+    `<name>.<TYPE>.gguf` (`name`: the model id it was loaded by, its last part), and an Ollama `Modelfile` for
+    the first of them (`attnpick.export.modelfile`); returns the GGUF files. An existing file of the same name is
+    replaced whole."""
     methods = quantization_methods(quantization_method)
     if tokenizer is None:
         raise UsageError("save_pretrained_gguf needs the tokenizer: pass it, e.g. "
@@ -112,6 +114,10 @@ def save_gguf(model: Any, tokenizer: Any, out: str | Path, quantization_method: 
         else:
             _quantize_with_llama_cpp(folder / file_name(stem, "f16"), path, method)
         written.append(path)
+    # Ollama's model is the file asked for: the k-quant where llama.cpp made one from the f16 file
+    primary = next((path for path, method in zip(written, methods, strict=True) if method in BY_LLAMA_CPP),
+                   written[0])
+    modelfile.write(folder, primary.name, tokenizer)
     return written
 
 
