@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from attnpick.errors import UsageError
-from attnpick.training.layouts import SHAREGPT_ROLES
 from attnpick.training.sources import mapped
 
 EOS = "{eos}"  # stands for the tokenizer's own end-of-sequence token in a format
@@ -122,24 +121,29 @@ def build_template(fmt: ChatFormat, eos: str, system_message: str | None = None,
 
     (u0, u1), (a0, a1), (s0, s1) = fmt.user, fmt.assistant, fmt.system_turn
     system = system_message if system_message is not None else fmt.default_system
-    parts = [f"{{{{ {q(fmt.bos)} }}}}" if fmt.bos else ""]
+    # A message's content is text, or a list of parts (`[{"type": "text", "text": ...}]`, Gemma 3's and the
+    # multimodal notebooks' messages): `content(...)` writes the text parts either way.
+    parts = ["{% macro content(c) %}{% if c is string %}{{ c }}{% else %}{% for part in c %}"
+             "{% if part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}{% endmacro %}"]
+    parts.append(f"{{{{ {q(fmt.bos)} }}}}" if fmt.bos else "")
     parts.append("{% set ns = namespace(system='') %}")
-    parts.append("{% if messages and messages[0]['role'] == 'system' %}{% set ns.system = messages[0]['content'] %}"
+    parts.append("{% if messages and messages[0]['role'] == 'system' %}"
+                 "{% set ns.system = content(messages[0]['content']) %}"
                  "{% set turns = messages[1:] %}{% else %}{% set turns = messages %}"
                  + (f"{{% set ns.system = {q(system)} %}}" if system else "") + "{% endif %}")
     if fmt.system == "merge":
         parts.append("{% for message in turns %}{% if message['role'] == 'user' %}{{ " + q(u0) + " }}"
                      "{% if loop.first and ns.system %}{{ ns.system + '\\n\\n' }}{% endif %}"
-                     "{{ message['content'] + " + q(u1) + " }}")
+                     "{{ content(message['content']) }}{{ " + q(u1) + " }}")
     else:
         opener = "{% if ns.system %}{{ " + q(s0) + " + ns.system + " + q(s1) + " }}{% endif %}"
         if fmt.system == "always":
             opener = "{{ " + q(s0) + " + ns.system + " + q(s1) + " }}"
         parts.append(opener)
         parts.append("{% for message in turns %}{% if message['role'] == 'user' %}"
-                     "{{ " + q(u0) + " + message['content'] + " + q(u1) + " }}")
-    parts.append("{% elif message['role'] == 'assistant' %}{{ " + q(a0) + " + message['content'] + " + q(a1) + " }}"
-                 "{% endif %}{% endfor %}{% if add_generation_prompt %}{{ " + q(a0) + " }}{% endif %}")
+                     "{{ " + q(u0) + " }}{{ content(message['content']) }}{{ " + q(u1) + " }}")
+    parts.append("{% elif message['role'] == 'assistant' %}{{ " + q(a0) + " }}{{ content(message['content']) }}{{ "
+                 + q(a1) + " }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ " + q(a0) + " }}{% endif %}")
     template = "".join(parts)
     return _mapped(template, mapping) if mapping else template
 
@@ -190,51 +194,19 @@ def get_chat_template(tokenizer: Any, chat_template: str | tuple[str, str] = "ch
     vocab = tokenizer.get_vocab()
     missing = [t for t in (fmt.special_tokens(eos) if fmt else [stop]) if t not in vocab]
     if missing:
-        own = " Its own template is kept in tokenizer.chat_template; chat_template='exaone' matches EXAONE." \
-            if "[|endofturn|]" in vocab else " Use the model's own template (tokenizer.chat_template) instead."
+        own = " chat_template='exaone' matches EXAONE's vocabulary." if "[|endofturn|]" in vocab else \
+            " The model's own template (the one it was loaded with) matches its vocabulary."
         warnings.warn(f"get_chat_template({chat_template if isinstance(chat_template, str) else 'custom'!r}): "
                       f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not in this tokenizer's "
-                      f"vocabulary, so the template's turns would be split into ordinary pieces.{own}",
+                      f"vocabulary: the template is installed as asked, and its turn markers will be split into "
+                      f"ordinary pieces.{own}",
                       UserWarning, stacklevel=2)
     tokenizer.chat_template = template
     if map_eos_token and stop and stop in vocab and stop != eos:
         tokenizer.eos_token = stop
     tokenizer._attnpick_chat_format = fmt
+    tokenizer._attnpick_chat_mapping = dict(mapping) if mapping else None  # the keys its template reads
     return tokenizer
-
-
-def standardize_sharegpt(dataset: Any, aliases_for_system: Sequence[str] = ("system",),
-                         aliases_for_user: Sequence[str] = ("user", "human", "input"),
-                         aliases_for_assistant: Sequence[str] = ("gpt", "assistant", "output"), **ignored: Any) -> Any:
-    """A ShareGPT dataset (`conversations` of `from`/`value` turns) as `role`/`content` turns, as Unsloth's
-    `standardize_sharegpt`. Role names go through attnpick's one role mapping (`training.layouts.SHAREGPT_ROLES`)
-    plus the aliases given; any other dataset is returned as it is."""
-    roles = {**SHAREGPT_ROLES, **{a: "system" for a in aliases_for_system}, **{a: "user" for a in aliases_for_user},
-             **{a: "assistant" for a in aliases_for_assistant}}
-    columns = list(dataset.column_names)
-    key = "conversations" if "conversations" in columns else "messages" if "messages" in columns else None
-    if key is None:
-        return dataset
-    first = next(iter(dataset))[key] or [{}]
-    role_key = "from" if "from" in first[0] else "role"
-    text_key = "value" if "value" in first[0] else "content"
-
-    def convert(row: dict[str, Any]) -> dict[str, Any]:
-        turns = [{"role": roles.get(str(t.get(role_key, "")).lower(), t.get(role_key)), "content": t.get(text_key)}
-                 for t in row[key] or []]
-        return {"conversations": turns}
-
-    return mapped(dataset, convert, "standardizing conversations",
-                  remove_columns=[key] if key != "conversations" else None)
-
-
-def standardize_data_formats(dataset: Any, tokenizer: Any = None, aliases_for_system: Sequence[str] = ("system",),
-                             aliases_for_user: Sequence[str] = ("user", "human", "input"),
-                             aliases_for_assistant: Sequence[str] = ("gpt", "assistant", "output"),
-                             **ignored: Any) -> Any:
-    """Unsloth's `standardize_data_formats`: ShareGPT-style `conversations` as `role`/`content` turns; other layouts
-    unchanged."""
-    return standardize_sharegpt(dataset, aliases_for_system, aliases_for_user, aliases_for_assistant)
 
 
 def response_markers(tokenizer: Any) -> tuple[str, str]:
