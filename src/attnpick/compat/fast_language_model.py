@@ -15,11 +15,13 @@ vocabulary resize, a device placement attnpick does not do) are refused with a `
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import sys
 import types
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 from attnpick import settings
@@ -188,6 +190,11 @@ class FastLanguageModel:
                                  "backend attnpick attaches a plain peft LoRA. Drop them, or load with "
                                  "backend='unsloth'.")
             _check_unsloth_keywords(kwargs, where="get_peft_model")
+            targets, modules_to_save, moved = lora.embedding_targets(targets, modules_to_save)
+            if moved:
+                warnings.warn(f"get_peft_model: {', '.join(moved)} train as full modules (peft's modules_to_save), as "
+                              "in Unsloth: a LoRA on them would not train them the way continued pretraining needs. "
+                              "List them in modules_to_save to say so yourself.", UserWarning, stacklevel=2)
             if finetune_last_n_layers:
                 layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
                 layers_to_transform = list(range(max(0, layers - finetune_last_n_layers), layers))
@@ -232,12 +239,92 @@ class FastLanguageModel:
         return model
 
 
+class FastModel(FastLanguageModel):
+    """Unsloth's `FastModel` for text models (Gemma 3 1B, Qwen 3, Llama, EXAONE, ...): `FastLanguageModel` with
+    `get_peft_model`'s `finetune_*` switches choosing the LoRA targets. A model with a vision tower is refused: attnpick
+    loads causal LMs, not image-text processors."""
+
+    @staticmethod
+    def from_pretrained(model_name: str = "unsloth/gemma-3-1b-it", max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
+                        dtype: Any = None, load_in_4bit: bool = True, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        """As `FastLanguageModel.from_pretrained`; Unsloth's FastModel-only keywords (`auto_model`,
+        `return_logits`, `whisper_language`, ...) are ignored with one warning."""
+        _refuse_vision(model_name, kwargs.get("token"), kwargs.get("revision"))
+        return FastLanguageModel.from_pretrained(model_name, max_seq_length, dtype, load_in_4bit, *args, **kwargs)
+
+    @staticmethod
+    def get_peft_model(model: Any, r: int = 16, target_modules: Any = None, lora_alpha: int = 16,
+                       lora_dropout: float = 0.0, bias: str = "none", finetune_vision_layers: bool = True,
+                       finetune_language_layers: bool = True, finetune_attention_modules: bool = True,
+                       finetune_mlp_modules: bool = True, **kwargs: Any) -> Any:
+        """Unsloth's FastModel LoRA: without `target_modules`, the attention projections (when
+        `finetune_attention_modules`) and the MLP projections (when `finetune_mlp_modules`) of the language layers;
+        `finetune_vision_layers` has nothing to choose in a text model. Given `target_modules` win."""
+        for value, name in ((finetune_vision_layers, "finetune_vision_layers"),
+                            (finetune_language_layers, "finetune_language_layers"),
+                            (finetune_attention_modules, "finetune_attention_modules"),
+                            (finetune_mlp_modules, "finetune_mlp_modules")):
+            flag(value, name)
+        if target_modules is None:
+            if not finetune_language_layers:
+                raise UsageError("get_peft_model(finetune_language_layers=False): a text model has only language "
+                                 "layers, so nothing would train. Leave it True.")
+            target_modules = lora_targets(model, finetune_attention_modules, finetune_mlp_modules)
+        return FastLanguageModel.get_peft_model(model, r=r, target_modules=target_modules, lora_alpha=lora_alpha,
+                                                lora_dropout=lora_dropout, bias=bias, **kwargs)
+
+
+ATTENTION_PARTS = ("attn", "attention")
+MLP_PARTS = ("mlp", "feed_forward", "ffn")
+
+
+def lora_targets(model: Any, attention: bool, mlp: bool) -> list[str]:
+    """The names of the linear layers inside the model's attention blocks and/or MLP blocks (`q_proj`, ...,
+    `down_proj`), read from the model itself."""
+    import torch
+
+    if not (attention or mlp):
+        raise UsageError("get_peft_model: finetune_attention_modules and finetune_mlp_modules are both False, so "
+                         "nothing would train. Leave one True, or pass target_modules.")
+    wanted = (ATTENTION_PARTS if attention else ()) + (MLP_PARTS if mlp else ())
+    names: list[str] = []
+    for path, module in model.named_modules():
+        parents = path.split(".")[:-1]
+        if isinstance(module, torch.nn.Linear) and any(p in part for part in parents for p in wanted):
+            leaf = path.rsplit(".", 1)[-1]
+            if leaf not in names:
+                names.append(leaf)
+    if not names:
+        raise UsageError("get_peft_model: no linear layer found inside the model's attention or MLP blocks; pass "
+                         "target_modules= with the layer names.")
+    return names
+
+
+def _refuse_vision(model_name: Any, token: Any, revision: Any) -> None:
+    """A vision-language model's config (`vision_config`) is refused in one line naming what is missing."""
+    from attnpick.model.config import read_config
+    from attnpick.model.resolve import resolve
+
+    if not isinstance(model_name, str) or not model_name.strip():
+        return  # from_pretrained names the problem
+    base = adapters.locate(model_name).base or model_name
+    folder, _ = resolve(base, token=token, revision=revision)
+    config = read_config(folder)
+    if "vision_config" in config or "vision_tower" in config:
+        raise UsageError(f"{model_name} is a vision-language model ({config.get('model_type')}): attnpick's FastModel "
+                         "loads text models only; it has no image processor or vision tower path. Use the text-only "
+                         "sibling (e.g. gemma-3-1b-it), or Unsloth itself for vision fine-tuning.")
+
+
 # Unsloth keywords that only tune Unsloth's own machinery (memory placement, its fast paths, its model-name
 # remapping, vLLM settings that apply only with fast_inference): without Unsloth they change nothing that you train.
 IGNORED_KEYWORDS = {
     "fix_tokenizer", "use_exact_model_name", "offload_embedding", "gpu_memory_utilization", "random_state",
     "max_lora_rank", "disable_log_stats", "unsloth_tiled_mlp", "text_only", "device_map_planner_kwargs",
     "on_model_resolved", "temporary_location", "ensure_weight_tying", "max_seq_length",
+    # FastModel's: which transformers Auto class builds the model (attnpick's is the causal LM's), logits kept in
+    # full, Whisper's language and task
+    "auto_model", "return_logits", "whisper_language", "whisper_task", "unsloth_force_compile",
 }
 # Keywords whose effect attnpick cannot give: refused unless left at their default.
 REFUSED_KEYWORDS = {
@@ -293,6 +380,32 @@ def _remember(model: Any, tokenizer: Any, report: LoadReport, checkpointing: Any
     model.save_pretrained_gguf = types.MethodType(_save_pretrained_gguf, model)
     model.push_to_hub_merged = types.MethodType(_push_to_hub_merged, model)
     model.push_to_hub_gguf = types.MethodType(_push_to_hub_gguf, model)
+    if not getattr(model.generate, MARK_GENERATE, False):
+        model.generate = _generate_taking_encodings(model.generate)
+
+
+MARK_GENERATE = "_attnpick_takes_encodings"
+
+
+def _generate_taking_encodings(generate: Any) -> Any:
+    """`generate` that also takes what transformers 5's `tokenizer.apply_chat_template(..., return_tensors="pt")`
+    returns (a `BatchEncoding`, where transformers 4 returned the ids) as `input_ids`, positional or named, as the
+    notebooks pass it: its `input_ids` and `attention_mask` are used. Anything else reaches `generate` unchanged."""
+    def encoding(value: Any) -> bool:
+        return isinstance(value, Mapping) and "input_ids" in value
+
+    @functools.wraps(generate)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if args and encoding(args[0]):
+            kwargs = {**dict(args[0]), **kwargs}
+            args = args[1:]
+        elif encoding(kwargs.get("input_ids")):
+            given = dict(kwargs.pop("input_ids"))
+            kwargs = {**given, **kwargs}
+        return generate(*args, **kwargs)
+
+    setattr(wrapped, MARK_GENERATE, True)
+    return wrapped
 
 
 def _tokenizer_for(model: Any, tokenizer: Any) -> Any:
@@ -310,9 +423,13 @@ def _save_pretrained_merged(model: Any, save_directory: str, tokenizer: Any = No
 
 
 def _save_pretrained_gguf(model: Any, save_directory: str, tokenizer: Any = None,
-                          quantization_method: str | list[str] = "fast_quantized", **ignored: Any) -> list[str]:
-    """Unsloth's `model.save_pretrained_gguf`: `<model>.<TYPE>.gguf` files in `save_directory`; see
-    `attnpick.export.gguf_file`."""
+                          quantization_method: str | list[str] = "fast_quantized", quantization_type: Any = None,
+                          **ignored: Any) -> list[str]:
+    """Unsloth's `model.save_pretrained_gguf`: `<model>.<TYPE>.gguf` files and an Ollama `Modelfile` in
+    `save_directory` (its text also `tokenizer._ollama_modelfile`); see `attnpick.export.gguf_file`.
+    `quantization_type` is FastModel's name for `quantization_method` (`"Q8_0"`)."""
+    if quantization_type is not None:
+        quantization_method = quantization_type
     report = _report_of(model)
     written = gguf_file.save_gguf(model, _tokenizer_for(model, tokenizer), save_directory, quantization_method,
                                   source_folder=report.source_folder or None, name=report.model)
