@@ -25,9 +25,17 @@ from attnpick.training.layouts import (
     rename_columns,
     row_layout,
     row_messages,
+    text_drop,
 )
 from attnpick.training.sources import DATA_SUFFIXES, DEFAULT, open_dataset
-from attnpick.training.tokenization import ENCODING_VERSION, TRUNCATE, Example, examples_of, tokenize
+from attnpick.training.tokenization import (
+    ENCODING_VERSION,
+    TRUNCATE,
+    Example,
+    examples_of,
+    tokenize,
+    tokenize_text,
+)
 
 # The names other modules import from here: the data's public face.
 __all__ = ["CANONICAL", "DATA_SUFFIXES", "DEFAULT", "DROP_REASONS", "LAYOUTS", "TRUNCATE", "DataStats", "Drops",
@@ -120,7 +128,7 @@ def validate(data_source: str, split: str = "train", columns: dict[str, str] | N
     for row in dataset:
         layout = row_layout(row, layouts)
         used[layout] = used.get(layout, 0) + 1
-        codes.append(code if isinstance(code := row_messages(row, layout), str) else "")
+        codes.append(_row_code(row, layout))
     drops = _drops(codes)
     if strict:
         _fail_on_malformed(drops, description, codes)
@@ -129,13 +137,25 @@ def validate(data_source: str, split: str = "train", columns: dict[str, str] | N
     return DataStats(description, len(codes), len(codes) - drops.count, drops, used)
 
 
+def _row_code(row: dict[str, Any], layout: str) -> str:
+    """"" when the row can be trained on in `layout`, else the code of why not."""
+    if layout == "text":
+        return text_drop(row)
+    return code if isinstance(code := row_messages(row, layout), str) else ""
+
+
 def _encoded(row: dict[str, Any], layouts: Any, tokenizer: Any, max_length: int, truncate: str,
              version: int) -> dict[str, Any]:
     """One row as tokens with answer-only labels, or the reason it is dropped (`version`: attnpick's encoding, part
     of the cache key)."""
     layout = row_layout(row, layouts)
-    messages = row_messages(row, layout)
-    out = {"drop": messages} if isinstance(messages, str) else tokenize(messages, tokenizer, max_length, truncate)
+    if layout == "text":
+        code = text_drop(row)
+        out = {"drop": code} if code else tokenize_text(row["text"], tokenizer, max_length, truncate)
+    else:
+        messages = row_messages(row, layout)
+        out = {"drop": messages} if isinstance(messages, str) else tokenize(messages, tokenizer, max_length,
+                                                                             truncate)
     ids, labels = out.get("input_ids", []), out.get("labels", [])
     return {"drop": out["drop"], "input_ids": ids, "labels": labels, "length": len(ids),
             "answer_tokens": sum(1 for x in labels if x != -100), "truncated": out.get("truncated", False),

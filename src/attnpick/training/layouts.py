@@ -16,6 +16,7 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
     "conversations": ("conversations",),
     "instruction": ("instruction", "output"),
     "prompt": ("prompt", "completion"),
+    "text": ("text",),  # plain text (continued pretraining): every token is learned, no chat template is used
 }
 
 
@@ -35,6 +36,8 @@ DROP_REASONS = {
     "unknown_role": "a turn's role is not system, user or assistant (human, gpt)",
     "bad_turns": "the turns are not a list of role/content objects",
     "no_answer": "no assistant turn to learn from",
+    "empty_text": "the text is empty",
+    "text_row": "a plain-text row (continued pretraining) has no chat turns",
     "prompt_fills_max_seq_length": "the prompt fills max_seq_length, so no answer token is left",
     "answer_fills_max_seq_length": "the answer alone fills max_seq_length (--truncate left keeps no prompt)",
 }
@@ -48,7 +51,8 @@ DROP_FIXES = {
 MALFORMED_FIX = "fix those rows in the data (--strict-data stops at the first one, with its row number)"
 
 # Drops about the row itself (malformed data), as opposed to its length: --strict-data makes these an error.
-MALFORMED = frozenset({"null_field", "not_text", "empty_answer", "unknown_role", "bad_turns", "no_answer"})
+MALFORMED = frozenset({"null_field", "not_text", "empty_answer", "unknown_role", "bad_turns", "no_answer",
+                       "empty_text"})
 
 
 def parse_columns(text: str | dict[str, str] | None) -> dict[str, str]:
@@ -102,8 +106,8 @@ def detect_layouts(names: list[str], description: str) -> tuple[str, ...]:
         return found
     raise UsageError(
         f"{description}: unknown layout with columns {', '.join(sorted(names))}. attnpick reads chat 'messages', "
-        "ShareGPT 'conversations', 'instruction'/'input'/'output' or 'prompt'/'completion'; map yours with --columns, "
-        "e.g. --columns instruction=질문,output=답변.")
+        "ShareGPT 'conversations', 'instruction'/'input'/'output', 'prompt'/'completion' or plain 'text' (continued "
+        "pretraining); map yours with --columns, e.g. --columns instruction=질문,output=답변.")
 
 
 def row_layout(row: dict[str, Any], layouts: tuple[str, ...]) -> str:
@@ -111,8 +115,21 @@ def row_layout(row: dict[str, Any], layouts: tuple[str, ...]) -> str:
     return next((layout for layout in layouts if all(row.get(k) is not None for k in LAYOUTS[layout])), layouts[0])
 
 
+def text_drop(row: dict[str, Any]) -> str:
+    """"" when a plain-text row can be trained on, else the code of why not."""
+    text = row.get("text")
+    if text is None:
+        return "null_field"
+    if not isinstance(text, str):
+        return "not_text"
+    return "" if text.strip() else "empty_text"
+
+
 def row_messages(row: dict[str, Any], layout: str) -> list[dict[str, str]] | str:
-    """The chat messages of one row in `layout`, or the code of why it cannot be trained on."""
+    """The chat messages of one row in `layout`, or the code of why it cannot be trained on (a plain-text row has
+    none: `text_row`)."""
+    if layout == "text":
+        return "text_row"
     if layout in ("messages", "conversations"):
         return _turns(row.get(layout), layout)
     if layout == "instruction":

@@ -142,16 +142,18 @@ def _check_inputs(config: TrainConfig) -> tuple[Prepared, str | None]:
     """Bad options, data, a bad model folder and LoRA targets the model lacks fail before any weight is read or
     anything is written; (the prepared model, the --chat-template given or None)."""
     config.validate()
-    drop_warnings(validate(config.data, config.data_split, config.column_map, config.strict_data),
-                  config.max_dropped)
+    stats = validate(config.data, config.data_split, config.column_map, config.strict_data)
+    drop_warnings(stats, config.max_dropped)
+    layouts = set(stats.layouts)
     if config.eval_data:
-        validate(config.eval_data, config.data_split, config.column_map, config.strict_data)
+        layouts |= set(validate(config.eval_data, config.data_split, config.column_map, config.strict_data).layouts)
     prepared = config.prepare()  # once: the load below takes it as it is
     _check_targets(prepared, config.target_modules)
     check_context(prepared.folder, config.max_seq_length, config.model)
     given = read_chat_template(config.chat_template) if config.chat_template else None
-    check_chat_template(given if config.chat_template else folder_chat_template(prepared.folder),
-                        f"--chat-template {config.chat_template}" if config.chat_template else config.model)
+    if layouts != {"text"}:  # plain text (continued pretraining) is learned whole: no chat template is used
+        check_chat_template(given if config.chat_template else folder_chat_template(prepared.folder),
+                            f"--chat-template {config.chat_template}" if config.chat_template else config.model)
     return prepared, given
 
 

@@ -24,7 +24,7 @@ DEFAULT = "embedded"  # the default dataset shipped with attnpick (data/default_
 EMBEDDED_FILE = "data/default_sft.jsonl"
 
 
-DATA_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+DATA_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text"}
 
 
 def open_dataset(data_source: str, split: str) -> tuple[str, Any]:

@@ -16,7 +16,7 @@ from attnpick.errors import UsageError
 TRUNCATE = ("right", "left")
 
 
-ENCODING_VERSION = 2  # part of the cache fingerprint of tokenized data: bump when `encode` changes its output
+ENCODING_VERSION = 3  # part of the cache fingerprint of tokenized data: bump when `encode` changes its output
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,19 @@ def tokenize(messages: list[dict[str, str]], tokenizer: Any, max_length: int,
         return {"drop": "prompt_fills_max_seq_length"}
     lost_eot = cut and truncate == "right" and labels[-1] != -100 and not _ends_turn(labels, tokenizer.eos_token_id)
     return {"drop": "", "input_ids": ids, "labels": labels, "truncated": cut, "lost_eot": lost_eot}
+
+
+def tokenize_text(text: str, tokenizer: Any, max_length: int, truncate: str = "right") -> dict[str, Any]:
+    """Plain text (continued pretraining) as tokens that are all learned: the tokenizer's own special tokens (BOS
+    where it adds one), then the eos token unless the text already ends in it, so that packed documents are
+    separated; cut to `max_length` as `tokenize` cuts."""
+    ids = list(tokenizer(text, verbose=False)["input_ids"])
+    eos = tokenizer.eos_token_id
+    if eos is not None and (not ids or ids[-1] != eos):
+        ids.append(eos)
+    cut = len(ids) > max_length
+    ids = ids[-max_length:] if truncate == "left" and cut else ids[:max_length]
+    return {"drop": "", "input_ids": ids, "labels": list(ids), "truncated": cut, "lost_eot": False}
 
 
 def _ends_turn(labels: list[int], eot: int | None) -> bool:
