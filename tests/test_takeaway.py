@@ -73,11 +73,14 @@ print(json.dumps({{"relative": float((got - ref).abs().max() / ref.abs().max()),
     assert result["relative"] < 1e-2 and not result["attnpick"], result  # float16 weights against the 4-bit + LoRA
 
 
-def test_export_gguf_writes_one_exaone_file_named_for_the_model(exported):
+def test_export_gguf_writes_one_exaone_file_named_for_the_model_and_its_ollama_modelfile(exported):
     import gguf
 
     _, folder = exported
-    assert [p.name for p in folder.iterdir()] == ["tiny-exaone.F16.gguf"]
+    assert sorted(p.name for p in folder.iterdir()) == ["Modelfile", "tiny-exaone.F16.gguf"]
+    modelfile = (folder / "Modelfile").read_text(encoding="utf-8")
+    assert modelfile.startswith("FROM ./tiny-exaone.F16.gguf\n") and "[|assistant|]" in modelfile
+    assert 'PARAMETER stop "[|endofturn|]"' in modelfile
     reader = gguf.GGUFReader(str(folder / "tiny-exaone.F16.gguf"))
     assert reader.fields["general.architecture"].contents() == "exaone"
 
