@@ -25,10 +25,13 @@ class TrainConfig(ModelOptions):
     """One fine-tuning run. Field names are the library's keyword arguments; `--field-name` the CLI's. The model and
     how to read it are `ModelOptions`' fields, as for every command."""
 
-    data: str = option(DEFAULT_DATA, "training data: a .jsonl/.json/.parquet/.csv file, a save_to_disk folder or a "
-                       "hub dataset id, with chat 'messages', ShareGPT 'conversations', instruction/input/output or "
-                       "prompt/completion (default: the embedded Korean/English set)", metavar="FILE|DIR|ID")
-    data_split: str = option("train", "the split of a dataset folder or hub dataset", metavar="NAME")
+    data: str = option(DEFAULT_DATA, "training data: a .jsonl/.json/.parquet/.csv/.txt file, a folder of them, a "
+                       "save_to_disk folder or a hub dataset id, with chat 'messages', ShareGPT 'conversations', "
+                       "instruction/input/output, prompt/completion or plain 'text' (default: the embedded "
+                       "Korean/English set)", metavar="FILE|DIR|ID")
+    data_split: str | None = option(None, "the split to read: of a folder of data files (default: every file in "
+                                    "it, whatever its name) or of a saved or hub dataset (default: train)",
+                                    metavar="NAME")
     columns: str = option("", "map your column names onto attnpick's, e.g. instruction=질문,output=답변",
                           metavar="NAME=COLUMN,...")
     truncate: str = option("right", "over max_seq_length: right cuts the end (an answer may lose its end), left cuts "

@@ -91,7 +91,7 @@ class DataStats:
                 "answer_tokens": self.answer_tokens, "lengths": dict(self.lengths)}
 
 
-def open_rows(data_source: str, split: str = "train", columns: dict[str, str] | None = None
+def open_rows(data_source: str, split: str | None = None, columns: dict[str, str] | None = None
               ) -> tuple[str, Any, tuple[str, ...]]:
     """(description, `datasets.Dataset` with canonical column names, the layouts its columns allow) for a data
     source."""
@@ -120,7 +120,7 @@ def _fail_on_malformed(drops: Drops, description: str, codes: list[str]) -> None
                          f"{'s' if len(bad) != 1 else ''}). Fix the data, or drop --strict-data to skip them.")
 
 
-def validate(data_source: str, split: str = "train", columns: dict[str, str] | None = None,
+def validate(data_source: str, split: str | None = None, columns: dict[str, str] | None = None,
              strict: bool = False) -> DataStats:
     """Read the data and check every row's structure without a tokenizer (fast, before any model is loaded)."""
     description, dataset, layouts = open_rows(data_source, split, columns)
@@ -172,7 +172,7 @@ def _kept(drop: str) -> bool:
     return drop == ""
 
 
-def load_examples(data_source: str, tokenizer: Any, max_length: int, split: str = "train",
+def load_examples(data_source: str, tokenizer: Any, max_length: int, split: str | None = None,
                   columns: dict[str, str] | None = None, truncate: str = "right",
                   strict: bool = False) -> tuple[Any, DataStats]:
     """Every row tokenized (a `datasets.Dataset` of input_ids and labels, kept on disk by Arrow, not as Python
@@ -204,7 +204,8 @@ def load_examples(data_source: str, tokenizer: Any, max_length: int, split: str 
     return kept.select_columns(["input_ids", "labels"]), stats
 
 
-def chat_dataset(data_source: str, split: str = "train", columns: dict[str, str] | None = None) -> tuple[Any, Drops]:
+def chat_dataset(data_source: str, split: str | None = None,
+                 columns: dict[str, str] | None = None) -> tuple[Any, Drops]:
     """The data in the shape TRL's SFTTrainer takes (one 'messages' column of role/content turns), whatever its
     layout; malformed rows are dropped and counted, as `attnpick train` does."""
     description, dataset, layouts = open_rows(data_source, split, columns)

@@ -27,7 +27,7 @@ EMBEDDED_FILE = "data/default_sft.jsonl"
 DATA_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text"}
 
 
-def open_dataset(data_source: str, split: str) -> tuple[str, Any]:
+def open_dataset(data_source: str, split: str | None) -> tuple[str, Any]:
 
     if data_source == DEFAULT:
         path = Path(str(resources.files("attnpick").joinpath(EMBEDDED_FILE)))
@@ -43,27 +43,42 @@ def open_dataset(data_source: str, split: str) -> tuple[str, Any]:
     return data_source, _load_hub(data_source, split)
 
 
-def _load_folder(path: Path, split: str, data_source: str) -> tuple[str, Any]:
-    """(description, dataset) of a `save_to_disk` folder, or of a folder of data files (a hub dataset downloaded
-    with `hf download`): every file of the split read, its rows named per file in the description."""
+def _load_folder(path: Path, split: str | None, data_source: str) -> tuple[str, Any]:
+    """(description, dataset) of a `save_to_disk` folder, or of a folder of data files: every data file in it (and
+    its subfolders) whatever its name, one dataset, each file named with its row count in the description; with
+    `split` named, the files `datasets` assigns to that split (`train-*.parquet`, `data/test.jsonl`)."""
     import datasets
 
     if (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file():
         loaded = _guard(lambda: datasets.load_from_disk(str(path)), data_source)
         if isinstance(loaded, datasets.DatasetDict):
-            if split not in loaded:
-                raise UsageError(f"{data_source}: no split {split!r}; it has {', '.join(loaded)}. Pass --data-split.")
-            loaded = loaded[split]
+            wanted = split or "train"
+            if wanted not in loaded:
+                raise UsageError(f"{data_source}: no split {wanted!r}; it has {', '.join(loaded)}. Pass --data-split.")
+            loaded = loaded[wanted]
         return data_source, loaded
-    splits = _data_files(path)
-    if not splits:
-        raise UsageError(f"{data_source} is a folder without data files (.jsonl/.json/.parquet/.csv) and is not a "
-                         "saved dataset. Pass a data file, a folder written by Dataset.save_to_disk, or a hub dataset "
-                         "id.")
-    if split not in splits:
-        raise UsageError(f"{data_source}: no split {split!r}; its files make {', '.join(splits)}. Pass --data-split.")
-    parts = [(f, _load_file(f, "train")) for f in splits[split]]
-    return _combined(parts, data_source, path)
+    root = path.resolve()
+    if split is None:
+        found = _every_data_file(root)
+    else:
+        splits = _data_files(root)
+        if splits and split not in splits:
+            raise UsageError(f"{data_source}: no split {split!r}; its files make {', '.join(splits)}. Pass another "
+                             "--data-split, or none to read every file.")
+        found = splits.get(split, [])
+    if not found:
+        raise UsageError(f"{data_source} is a folder without data files (.jsonl/.json/.parquet/.csv/.txt) and is "
+                         "not a saved dataset. Pass a data file, a folder written by Dataset.save_to_disk, or a hub "
+                         "dataset id.")
+    parts = [(f, _load_file(f, None)) for f in found]
+    return _combined(parts, data_source, root)
+
+
+def _every_data_file(root: Path) -> list[Path]:
+    """Every file of the folder tree with a data suffix, hidden files and folders (.cache, .git) left out, in a
+    stable order."""
+    return sorted(f for f in root.rglob("*") if f.is_file() and f.suffix.lower() in DATA_SUFFIXES
+                  and not any(part.startswith(".") for part in f.relative_to(root).parts))
 
 
 def _data_files(path: Path) -> dict[str, list[Path]]:
@@ -78,7 +93,7 @@ def _data_files(path: Path) -> dict[str, list[Path]]:
         return {}
     out = {}
     for split, names in resolved.items():
-        found = sorted({Path(n) for n in names if Path(n).suffix.lower() in DATA_SUFFIXES})
+        found = sorted({Path(n).resolve() for n in names if Path(n).suffix.lower() in DATA_SUFFIXES})
         if found:
             out[str(split)] = found
     return out
@@ -106,14 +121,14 @@ def _combined(parts: list[tuple[Path, Any]], data_source: str, root: Path) -> tu
     return f"{data_source} ({rows})", combined
 
 
-def _load_file(path: Path, split: str) -> Any:
+def _load_file(path: Path, split: str | None) -> Any:
     import datasets
 
     builder = DATA_SUFFIXES.get(path.suffix.lower())
     if builder is None:
-        raise UsageError(f"{path}: unknown data format {path.suffix or '(no suffix)'}. Use .jsonl, .json, .parquet "
-                         "or .csv.")
-    if split != "train":
+        raise UsageError(f"{path}: unknown data format {path.suffix or '(no suffix)'}. Use .jsonl, .json, .parquet, "
+                         ".csv or .txt.")
+    if split not in (None, "train"):
         raise UsageError(f"--data-split {split!r}: a single data file has only the split 'train'.")
     options: dict[str, Any] = {"encoding": _text_encoding(path)} if builder in ("json", "csv") else {}
     if builder == "csv":
@@ -213,12 +228,13 @@ def _read_error(path: Path, builder: str, exc: Exception) -> str:
     return f"{path}: cannot be read as {builder} ({type(cause).__name__}: {first_line(cause) or 'no message'})."
 
 
-def _load_hub(data_source: str, split: str) -> Any:
-    """A hub dataset: through `datasets` (online, or from its own cache), else from a snapshot already in the hub
-    cache (what `hf download ID --repo-type dataset` leaves there)."""
+def _load_hub(data_source: str, split: str | None) -> Any:
+    """A hub dataset's split (`train` unless named): through `datasets` (online, or from its own cache), else from a
+    snapshot already in the hub cache (what `hf download ID --repo-type dataset` leaves there)."""
     import datasets
     from huggingface_hub import snapshot_download
 
+    split = split or "train"
     try:
         return _quietly(lambda: datasets.load_dataset(data_source, split=split), data_source, split)
     except UsageError as first:
