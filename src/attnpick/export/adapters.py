@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from attnpick.errors import UsageError
+from attnpick.model.config import check_adapter_files
 
 ADAPTER_CONFIG = "adapter_config.json"
-RUN_REPORT = "train_report.json"  # what marks a run folder of `attnpick train`
+RUN_REPORT = "train_report.json"  # what marks a finished run folder of `attnpick train`
+RUN_MARKER = "attnpick-run.json"  # written first into every run folder: who runs it, since when
 
 
 def adapter_base(name: str) -> str | None:
@@ -71,8 +73,36 @@ class Trained:
 
 
 def locate(name: str, need_adapter: bool = False) -> Trained:
-    """A run folder, an adapter folder or (unless `need_adapter`) a model name, as `Trained`."""
+    """A run folder, an adapter folder or (unless `need_adapter`) a model name, as `Trained`; the adapter's files
+    checked (`check_adapter_files`) before anything loads. A run that did not finish is named as one, with
+    `--resume`."""
+    found = _located(name, need_adapter)
+    if found.adapter is not None:
+        check_adapter_files(found.adapter)
+    return found
+
+
+def _unfinished(folder: Path, name: str) -> UsageError | None:
+    """The error for a run folder of `attnpick train` whose training did not finish (its marker, or checkpoints in a
+    folder that is neither a model nor an adapter), or None."""
+    if (folder / RUN_REPORT).is_file():
+        return None
+    bare = not (folder / "config.json").is_file() and not (folder / ADAPTER_CONFIG).is_file()
+    if not ((folder / RUN_MARKER).is_file() or (bare and any(folder.glob("checkpoint-*")))):
+        return None
+    steps = sorted((p.name for p in folder.glob("checkpoint-*")),
+                   key=lambda n: int(n.rsplit("-", 1)[1]) if n.rsplit("-", 1)[1].isdigit() else -1)
+    last = f" (its last checkpoint: {steps[-1]})" if steps else ""
+    return UsageError(f"{name} is a run of attnpick train that did not finish (or is still running){last}. Finish "
+                      f"it with 'attnpick train --output {name} --resume' and the options it started with, then use "
+                      "it.")
+
+
+def _located(name: str, need_adapter: bool) -> Trained:
     folder = Path(name).expanduser()
+    unfinished = _unfinished(folder, name) if folder.is_dir() else None
+    if unfinished is not None:
+        raise unfinished
     if (folder / RUN_REPORT).is_file():
         adapter = folder / "adapter"
         if not (adapter / ADAPTER_CONFIG).is_file():

@@ -71,17 +71,58 @@ WEIGHT_INDEX = "model.safetensors.index.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tiktoken.model", "vocab.txt")
 
 
-def safetensors_keys(path: Path) -> set[str]:
-    """The tensor names in a safetensors file's header; `UsageError` naming the file when the header is
-    unreadable or the file is shorter than the header says (a truncated download)."""
+def safetensors_shapes(path: Path, fix: str = "Re-download the model's weights.") -> dict[str, list[int]]:
+    """The tensor names and shapes in a safetensors file's header; `UsageError` naming the file (and `fix`) when it
+    is empty, its header unreadable or the file shorter than the header says (a truncated download or save)."""
     from safetensors import safe_open  # reads the header through a memory map, never the tensors
 
     try:
+        if path.stat().st_size == 0:
+            raise UsageError(f"{path} is empty (0 bytes). {fix}")
         with safe_open(str(path), framework="numpy") as handle:
-            return set(handle.keys())
+            return {name: list(handle.get_slice(name).get_shape()) for name in handle.keys()}  # noqa: SIM118
+    except UsageError:
+        raise
     except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError: the file is unusable either way
-        raise UsageError(f"{path}: not a readable safetensors file ({first_line(exc)}). "
-                         "Re-download the model's weights.") from None
+        raise UsageError(f"{path}: not a readable safetensors file ({first_line(exc)}). {fix}") from None
+
+
+def safetensors_keys(path: Path) -> set[str]:
+    """The tensor names in a safetensors file's header (see `safetensors_shapes`)."""
+    return set(safetensors_shapes(path))
+
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+PICKLED_ADAPTER = ("adapter_model.bin", "adapter_model.pt", "adapter_model.pth")
+
+
+def check_adapter_files(folder: str | Path) -> None:
+    """Refuse a saved LoRA adapter that cannot load as it says, naming the file: no weights, weights that are a
+    pickle (never loaded: unpickling can run code), an empty or truncated safetensors file, or LoRA matrices whose
+    rank is not the `r` of adapter_config.json. Reads the header only."""
+    folder = Path(folder)
+    fix = f"Save the adapter again with model.save_pretrained({str(folder)!r})."
+    weights = folder / ADAPTER_WEIGHTS
+    if not weights.is_file():
+        pickled = next((folder / n for n in PICKLED_ADAPTER if (folder / n).is_file()), None)
+        if pickled is not None:
+            raise UsageError(f"{pickled}: the adapter's weights are a pickle, which attnpick never loads (unpickling "
+                             f"can run code). Save the adapter again as {ADAPTER_WEIGHTS}: "
+                             f"model.save_pretrained({str(folder)!r}).")
+        raise UsageError(f"{folder} has no {ADAPTER_WEIGHTS}. {fix}")
+    shapes = safetensors_shapes(weights, fix)
+    try:
+        config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError):
+        return  # the config's own check names that
+    r = config.get("r") if isinstance(config, dict) else None
+    if not isinstance(r, int) or isinstance(r, bool) or (config.get("rank_pattern") or {}):
+        return  # per-module ranks: peft's own check
+    for name, shape in shapes.items():
+        got = shape[0] if ".lora_A." in name else shape[-1] if ".lora_B." in name else None
+        if got is not None and len(shape) >= 2 and got != r:
+            raise UsageError(f"{weights}: {name} has rank {got}, but {folder / 'adapter_config.json'} says r={r}. "
+                             f"The two files come from different adapters. {fix}")
 
 
 def check_model_files(folder: str | Path) -> None:

@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from attnpick.errors import UsageError
+from attnpick.errors import UsageError, first_line
+from attnpick.export.adapters import RUN_MARKER
+from attnpick.model.config import check_adapter_files
 from attnpick.training.trainer import COMPLETE, checkpoint_step, latest_complete_checkpoint
 from attnpick.util import files, plots
 
@@ -25,7 +27,6 @@ def incomplete_checkpoints(out: Path) -> list[Path]:
     return [p for p in out.glob("checkpoint-*") if checkpoint_step(p) is not None and not (p / COMPLETE).is_file()]
 
 
-RUN_MARKER = "attnpick-run.json"  # written first into every run folder: who runs it, since when
 LOCK = ".attnpick-run.lock"  # held while a run writes the folder (an OS lock: a killed process releases it)
 OURS = (RUN_MARKER, LOCK)
 
@@ -70,6 +71,8 @@ def prepare_output(output: str, resume: bool, max_steps: int = -1,
     created now, notes for the user, the held lock or None). Refuses to overwrite another run, to resume a folder
     attnpick did not write or a run that is complete; discards incomplete checkpoints, which hold nothing usable
     and must not block a run. `lock=False` (ranks other than 0): check only."""
+    if not str(output).strip():
+        raise UsageError("--output is empty: give a folder path for the run, e.g. --output runs/first.")
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--output {output!r} is a file, not a folder. Give a folder path for the run.")
@@ -97,10 +100,34 @@ def prepare_output(output: str, resume: bool, max_steps: int = -1,
         checkpoint = latest_complete_checkpoint(out) if resume else None
         if resume and checkpoint is None:
             notes.append(f"--resume: {output} has no complete checkpoint; starting from scratch")
+        if checkpoint is not None:
+            check_checkpoint(checkpoint)
     except BaseException:
         release(out, held, created)
         raise
     return checkpoint, created, notes, held
+
+
+# Written by the Trainer as a full pickle (its arguments) and never read back on resume.
+UNREAD_PICKLES = ("training_args.bin",)
+
+
+def check_checkpoint(folder: Path) -> None:
+    """What `--resume` reads from a checkpoint, checked before anything loads: its adapter files
+    (`check_adapter_files`) and every torch file the Trainer loads (optimizer, scheduler, random states), each
+    read by torch's weights-only loader, which refuses a pickle that holds anything but tensors and plain values.
+    A file that fails is one line naming it."""
+    import torch  # heavy: only on --resume
+
+    check_adapter_files(folder)
+    for path in sorted(p for p in folder.iterdir() if p.suffix in (".pt", ".pth", ".bin")
+                       and p.name not in UNREAD_PICKLES):
+        try:
+            torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - UnpicklingError, a truncated zip, ...: unusable either way
+            raise UsageError(f"--resume: {path} is not a checkpoint file torch reads safely ({first_line(exc)}). "
+                             f"Delete {folder.name} to resume from the checkpoint before it, or start a new "
+                             "--output.") from None
 
 
 def release(out: Path, held: Any, created: bool) -> None:
