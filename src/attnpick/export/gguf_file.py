@@ -17,6 +17,7 @@ Each file appears whole or not at all.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -112,12 +113,14 @@ def save_gguf(model: Any, tokenizer: Any, out: str | Path, quantization_method: 
         if method in WRITTEN_HERE:
             _write(path, method, state, hyper, arch, vocab, stem, progress or (lambda *_: None))
         else:
-            _quantize_with_llama_cpp(folder / file_name(stem, "f16"), path, method)
+            with files.disk_full_as_error(folder, path.name):
+                _quantize_with_llama_cpp(folder / file_name(stem, "f16"), path, method)
         written.append(path)
     # Ollama's model is the file asked for: the k-quant where llama.cpp made one from the f16 file
     primary = next((path for path, method in zip(written, methods, strict=True) if method in BY_LLAMA_CPP),
                    written[0])
-    modelfile.write(folder, primary.name, tokenizer)
+    with files.disk_full_as_error(folder, "the Modelfile"):
+        modelfile.write(folder, primary.name, tokenizer)
     return written
 
 
@@ -212,20 +215,22 @@ def _write(path: Path, method: str, state: dict[str, Any], hyper: dict[str, Any]
 
     partial = path.with_name(f".{path.name}.partial")
     writer = gguf.GGUFWriter(str(partial), gguf.MODEL_ARCH_NAMES[getattr(gguf.MODEL_ARCH, arch.gguf_arch)])
-    try:
-        _metadata(writer, method, hyper, vocab, name)
-        for done, (tensor, data, qtype) in enumerate(_tensors(state, hyper, arch, method), 1):
-            progress(f"writing {path.name}", done, len(state))
-            writer.add_tensor(tensor, data, raw_dtype=qtype)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        files.fsync_file(partial)
-        os.replace(partial, path)
-    finally:
-        writer.close()
-        partial.unlink(missing_ok=True)
+    with files.disk_full_as_error(path.parent, path.name):
+        try:
+            _metadata(writer, method, hyper, vocab, name)
+            for done, (tensor, data, qtype) in enumerate(_tensors(state, hyper, arch, method), 1):
+                progress(f"writing {path.name}", done, len(state))
+                writer.add_tensor(tensor, data, raw_dtype=qtype)
+            writer.write_header_to_file()
+            writer.write_kv_data_to_file()
+            writer.write_tensors_to_file()
+            writer.close()
+            files.fsync_file(partial)
+            os.replace(partial, path)
+        finally:
+            with contextlib.suppress(OSError):  # closing flushes: a full disk fails it again
+                writer.close()
+            partial.unlink(missing_ok=True)
 
 
 FILE_TYPES = {"f32": "ALL_F32", "f16": "MOSTLY_F16", "bf16": "MOSTLY_BF16", "q8_0": "MOSTLY_Q8_0"}

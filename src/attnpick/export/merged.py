@@ -50,7 +50,8 @@ def save_merged(model: Any, tokenizer: Any, out: str | Path, save_method: str = 
         warnings.warn("save_method='merged_4bit' rounds the merged LoRA to 4 bits with the base: some of what training "
                       "added is lost. For more training or an accurate copy use save_method='merged_16bit'.",
                       UserWarning, stacklevel=3)
-    with files.publish_folder(path, replace=path.is_dir()) as staged:  # replace: only an empty folder is there
+    with files.disk_full_as_error(path.parent, f"the model folder {path}"), \
+            files.publish_folder(path, replace=path.is_dir()) as staged:  # replace: only an empty folder is there
         if save_method == "lora":
             model.save_pretrained(str(staged))
         else:

@@ -75,7 +75,8 @@ def export_trained(config: ExportConfig, progress: merged.Progress | None = None
         merged.save_merged(model, tokenizer, out, config.save_method(), source_folder=report.source_folder or None,
                            progress=progress)
         return [out], report
-    with files.publish_folder(out, replace=out.is_dir()) as staged:  # replace: only an empty folder is there
+    with files.disk_full_as_error(out.parent, f"the export {out}"), \
+            files.publish_folder(out, replace=out.is_dir()) as staged:  # replace: only an empty folder is there
         paths = gguf_file.save_gguf(model, tokenizer, staged, config.quantization,
                                     source_folder=report.source_folder or None, name=report.model, progress=progress)
     return [out / p.name for p in paths], report

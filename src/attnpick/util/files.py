@@ -12,6 +12,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -30,10 +31,29 @@ class DiskFullError(AttnpickError):
     exit_code = 2
 
 
+# numpy's `tofile` (under gguf's writer) reports a write the disk cut short without an errno.
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
+
+
 def is_disk_full(exc: BaseException) -> bool:
-    """ENOSPC, or torch's serializer reporting a write cut short by it ("unexpected pos")."""
+    """ENOSPC, or a write cut short by it as torch's serializer ("unexpected pos") or numpy ("N requested and M
+    written") report it."""
     return (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left" in str(exc) or \
-        "unexpected pos" in str(exc)
+        "unexpected pos" in str(exc) or bool(_SHORT_WRITE.search(str(exc)))
+
+
+@contextlib.contextmanager
+def disk_full_as_error(where: Path, what: str) -> Iterator[None]:
+    """A full disk inside the block is one `DiskFullError` naming `where` and saying `what` was not written."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except (OSError, RuntimeError) as exc:  # safetensors and torch report a full disk as RuntimeErrors too
+        if not is_disk_full(exc):
+            raise
+        raise DiskFullError(f"No space left on the device holding {where}: {what} was not written (nothing "
+                            "half-written is kept). Free some space and run again.") from None
 
 
 def file_mode() -> int:
