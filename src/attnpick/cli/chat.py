@@ -17,6 +17,7 @@ from attnpick.export import adapters
 from attnpick.model import tiny
 from attnpick.model.options import ModelOptions, check_max_seq_length
 from attnpick.model.resolve import DEFAULT_MAX_SEQ_LENGTH
+from attnpick.training.model_checks import check_chat_template
 from attnpick.util.options import finite, option, whole
 
 RESET, EXIT = "/reset", "/exit"
@@ -68,8 +69,30 @@ class ChatConfig(ModelOptions):
         if not getattr(tokenizer, "chat_template", None):
             raise UsageError(f"{self.model}'s tokenizer has no chat template. Chat with an instruction-tuned model, "
                              "or save one with get_chat_template(tokenizer, ...) and tokenizer.save_pretrained.")
+        check_chat_template(tokenizer.chat_template, self.model)  # as train checks it: one line, not a crash
         model.eval()
         return model, tokenizer, report
+
+    def new_tokens(self, model: Any, prompt_tokens: int) -> int:
+        """How many tokens an answer may have: --max-new-tokens, within the room the model's context leaves after
+        the prompt (at least one)."""
+        return max(1, min(self.max_new_tokens, context_of(model) - prompt_tokens))
+
+
+def context_of(model: Any) -> int:
+    """The model's context in tokens (`max_position_embeddings`), or a very large number where it gives none."""
+    config = getattr(model, "config", None)
+    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    return int(limit) if isinstance(limit, int) and limit > 0 else 1 << 62
+
+
+def context_note(config: ChatConfig, model: Any) -> str | None:
+    """One line when --max-new-tokens is more than the context can hold, else None."""
+    context = context_of(model)
+    if config.max_new_tokens < context:
+        return None
+    return (f"attnpick: --max-new-tokens {config.max_new_tokens} is more than {config.model}'s context of {context} "
+            "tokens: each answer stops where the context ends (the context minus the conversation so far).")
 
 
 def answer(model: Any, tokenizer: Any, messages: list[dict[str, str]], config: ChatConfig,
@@ -84,11 +107,13 @@ def answer(model: Any, tokenizer: Any, messages: list[dict[str, str]], config: C
 
     inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
                                            return_dict=True)
-    inputs = {k: v[:, -config.max_seq_length:].to(model.device) for k, v in inputs.items()}
+    keep = max(1, min(config.max_seq_length, context_of(model) - 1))  # room for one new token at least
+    inputs = {k: v[:, -keep:].to(model.device) for k, v in inputs.items()}
     temperature = config.sampling_temperature
     sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
     with torch.no_grad():
-        out = model.generate(**inputs, max_new_tokens=config.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+        out = model.generate(**inputs, max_new_tokens=config.new_tokens(model, inputs["input_ids"].shape[1]),
+                             pad_token_id=tokenizer.pad_token_id,
                              streamer=_Stream(tokenizer, skip_prompt=True, skip_special_tokens=True), **sampling)
     return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 

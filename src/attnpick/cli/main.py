@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 from attnpick import settings
 from attnpick.backends.registry import BACKEND_NAMES, DTYPES
-from attnpick.cli.chat import ChatConfig, answer, converse, opening
+from attnpick.cli.chat import ChatConfig, answer, context_note, converse, opening
 from attnpick.cli.render import (
     backend_phrase,
     facts_table,
@@ -275,6 +275,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
     _quiet_transformers()
     model, tokenizer, report = config.load()
     print(f"attnpick: chatting with {config.model} ({report.model}) on {backend_phrase(report)}", file=sys.stderr)
+    note = context_note(config, model)
+    if note:
+        print(note, file=sys.stderr)
 
     def write(text: str) -> None:
         sys.stdout.write(text)
@@ -288,11 +291,18 @@ def cmd_chat(args: argparse.Namespace) -> int:
     if terminal:
         print("Type a message; /reset starts over, /exit (or Ctrl-D) stops.", file=sys.stderr)
 
+    if not terminal and hasattr(sys.stdin, "reconfigure"):
+        sys.stdin.reconfigure(encoding="utf-8-sig", errors="strict")  # a pipe or file is read as UTF-8 everywhere
+
     def read() -> str | None:
         try:
             return input("> ") if terminal else (sys.stdin.readline() or None)
         except EOFError:
             return None
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"attnpick chat: standard input is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} "
+                             f"at offset {exc.start} of the part read). Give chat UTF-8 lines (save the file as "
+                             "UTF-8).") from None
 
     converse(model, tokenizer, config, read, write)
     return 0
