@@ -16,6 +16,7 @@ Read at call time, never at import, so a test or a launcher may set them late.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Iterable
@@ -76,6 +77,9 @@ def check_environment(backend_names: Iterable[str]) -> None:
 
 def _check_cache_folder(folder: Path) -> None:
     hint = f"Point ${CACHE_ENV} at a folder you can write, or unset it."
+    if _symlink_loop(folder):
+        raise UsageError(f"${CACHE_ENV} {str(folder)!r} is a symbolic link that points back to itself (a loop). "
+                         f"{hint}")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
@@ -84,6 +88,25 @@ def _check_cache_folder(folder: Path) -> None:
         raise UsageError(f"${CACHE_ENV} {str(folder)!r} is a file, not a folder. {hint}") from None
     except OSError as exc:
         raise UsageError(f"${CACHE_ENV} {str(folder)!r} cannot be used ({exc.strerror or exc}). {hint}") from None
+
+
+def _symlink_loop(path: Path) -> bool:
+    """Whether `path` (or a folder above it) is a link that never reaches a file or folder."""
+    try:
+        path.resolve(strict=False)
+    except RuntimeError:  # Python < 3.13: "Symlink loop"
+        return True
+    except OSError as exc:  # Python 3.13+: ELOOP
+        return exc.errno == errno.ELOOP
+    return any(p.is_symlink() and not p.exists() and _loops(p) for p in (path, *path.parents))
+
+
+def _loops(link: Path) -> bool:
+    try:
+        link.stat()
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
 
 
 def backend() -> str | None:

@@ -244,6 +244,8 @@ def _install_hints(facts: EnvFacts, missing: frozenset[str]) -> tuple[InstallHin
     if NAME not in missing or facts.device.type != "cuda":
         return ()
     command = install_command(facts.torch, facts.cuda)
+    if facts.package("xformers").version is not None:  # installed, built for another torch: replace it
+        command = command.replace("pip install", "pip install --force-reinstall", 1)
     if facts.os == "windows":
         return (InstallHint(NAME, command, "Windows: xFormers has prebuilt wheels; --no-deps keeps your torch.",
                             order=1),)

@@ -388,7 +388,9 @@ def choose(facts: EnvFacts, request: Request | None = None, model_facts: ModelFa
         if spec.distribution and facts.package(spec.distribution).version is None
         and not (spec.hub and kernels_usable)
     )
-    hints = install_hints(facts, missing, kernels_usable)
+    # installed, but a build that cannot run here: the same advice, as a reinstall
+    broken = frozenset(c.name for c in candidates if any(r.code in REINSTALL_CODES for r in c.reasons))
+    hints = install_hints(facts, missing | broken, kernels_usable)
     return Decision(
         chosen=chosen,
         mode="forced" if request.forced else "auto",
@@ -511,6 +513,9 @@ def _package_reasons(spec: Backend, facts: EnvFacts) -> list[Reason]:
     if spec.needs_kernels_check:
         reasons += _build_reasons(spec, facts, pkg)
     return reasons
+
+
+REINSTALL_CODES = frozenset({"torch_mismatch", "abi_mismatch", "kernels_unavailable"})
 
 
 def _build_reasons(spec: Backend, facts: EnvFacts, pkg: PackageFacts) -> list[Reason]:

@@ -318,6 +318,9 @@ def _specifier(doc: dict[str, Any], key: str, where: str) -> str | None:
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
     value = _optional_str(doc, key, where, "hub.")
+    if value is not None and not value.strip():
+        raise UsageError(f"{where}: 'hub.{key}' is empty; give a version range such as \">=0.18.2,<0.19\", or null "
+                         "for none.")
     if value:
         try:
             SpecifierSet(value)
