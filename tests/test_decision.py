@@ -213,6 +213,17 @@ def test_install_hints_follow_the_os():
     assert choose(machine("linux")).install_hints == ()
 
 
+def test_an_xformers_built_for_another_torch_gets_its_reinstall_line():
+    """issue 30: installed but unusable is advised like not installed, as a reinstall (Windows: the guide's pick)."""
+    facts = machine("windows", "RTX4090", torch="2.8.0+cu128",
+                    xformers={"version": "0.0.29", "importable": True, "details": {"built_for_torch": "2.6.0+cu124"}})
+    decision = choose(facts)
+    assert {r.code for r in decision.candidate("xformers").reasons} == {"torch_mismatch"}
+    hint = next(h for h in decision.install_hints if h.backend == "xformers")
+    assert hint.command == ("pip install --force-reinstall --no-deps xformers==0.0.32.post2 --index-url "
+                            "https://download.pytorch.org/whl/cu128")
+
+
 def test_decision_json_shape():
     data = choose(machine("linux")).to_dict()
     assert data["chosen"] == "sdpa" and data["mode"] == "auto"

@@ -61,6 +61,7 @@ BASE = {"os": "linux", "torch": "2.11.0", "device": {"type": "cuda", "capability
     ({**BASE, "torch": "not-a-version"}, "'torch' must be a version"),
     ({**BASE, "packages": {"xformers": {"version": "banana"}}}, "'packages.xformers.version' must be a version"),
     ({**BASE, "hub": {"kernels_range": "garbage!!"}}, "'hub.kernels_range' must be a version range"),
+    ({**BASE, "hub": {"kernels_range": ""}}, "'hub.kernels_range' is empty"),  # issue 30: was read as no range
     ({**BASE, "hub": {"flash_kernels": {"flash_attention_2": {"repo": "r", "version": -1}}}}, "at least 0"),
     ({**BASE, "hub": {"cached": {"kernels-community/flash-attn2": [-4]}}}, "list of kernel versions"),
 ])
