@@ -389,7 +389,7 @@ def choose(facts: EnvFacts, request: Request | None = None, model_facts: ModelFa
         and not (spec.hub and kernels_usable)
     )
     # installed, but a build that cannot run here: the same advice, as a reinstall
-    broken = frozenset(c.name for c in candidates if any(r.code in REINSTALL_CODES for r in c.reasons))
+    broken = frozenset(c.backend for c in candidates if any(r.code in REINSTALL_CODES for r in c.reasons))
     hints = install_hints(facts, missing | broken, kernels_usable)
     return Decision(
         chosen=chosen,

@@ -264,14 +264,9 @@ def _valid(value: Any) -> bool:
 def cached_confirmation(key: dict[str, Any] | None, run: Callable[[], Confirmation]) -> Confirmation:
     """`run()`'s confirmation, or the one cached for the same `key` (only a passed one is stored): the profiled
     forward runs once per machine, packages, model and path."""
-    if key is None:
-        return run()
-    path, hit = cache.cached(KIND, key, _valid)
-    if hit is not None:
-        return Confirmation.from_dict(hit, cached=True)
-    confirmation = run()
-    if confirmation.ok is True:
-        cache.store(path, key, confirmation.to_dict())
+    confirmation, _ = cache.passed_or_run(
+        KIND, key, run, passed=lambda found: found.ok is True, encode=Confirmation.to_dict,
+        decode=lambda stored: Confirmation.from_dict(stored, cached=True), valid=_valid)
     return confirmation
 
 

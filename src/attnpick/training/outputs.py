@@ -115,15 +115,18 @@ UNREAD_PICKLES = ("training_args.bin",)
 def check_checkpoint(folder: Path) -> None:
     """What `--resume` reads from a checkpoint, checked before anything loads: its adapter files
     (`check_adapter_files`) and every torch file the Trainer loads (optimizer, scheduler, random states), each
-    read by torch's weights-only loader, which refuses a pickle that holds anything but tensors and plain values.
+    read by torch's weights-only loader with the globals the Trainer allows (numpy's random state), which refuses a
+    pickle that holds anything else.
     A file that fails is one line naming it."""
     import torch  # heavy: only on --resume
+    from transformers.trainer_pt_utils import safe_globals  # the numpy types the Trainer's own loads allow
 
     check_adapter_files(folder)
     for path in sorted(p for p in folder.iterdir() if p.suffix in (".pt", ".pth", ".bin")
                        and p.name not in UNREAD_PICKLES):
         try:
-            torch.load(path, map_location="cpu", weights_only=True)
+            with safe_globals():
+                torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - UnpicklingError, a truncated zip, ...: unusable either way
             raise UsageError(f"--resume: {path} is not a checkpoint file torch reads safely ({first_line(exc)}). "
                              f"Delete {folder.name} to resume from the checkpoint before it, or start a new "

@@ -111,15 +111,12 @@ def cached_check(key: dict[str, Any] | None, check: Callable[[], tuple[bool, flo
                  ) -> tuple[bool, float, float, bool]:
     """`check()`'s (ok, diff, tolerance) and False, or the cached ones for the same `key` and True; a passed check
     is stored, a failed one runs again next time."""
-    if key is None:
-        return (*check(), False)
-    path, hit = cache.cached(KIND, key, _valid)
-    if hit is not None:
-        return hit["ok"], hit["diff"], hit["tolerance"], True
-    ok, diff, tolerance = check()
-    if ok:
-        cache.store(path, key, {"ok": ok, "diff": diff, "tolerance": tolerance})
-    return ok, diff, tolerance, False
+    fields = ("ok", "diff", "tolerance")
+    (ok, diff, tolerance), hit = cache.passed_or_run(
+        KIND, key, check, passed=lambda verdict: bool(verdict[0]),
+        encode=lambda verdict: dict(zip(fields, verdict, strict=True)),
+        decode=lambda stored: tuple(stored[f] for f in fields), valid=_valid)
+    return ok, diff, tolerance, hit
 
 
 def decide_packing(requested: str, ok: bool | None, diff: float | None, tol: float | None,

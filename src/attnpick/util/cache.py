@@ -74,3 +74,20 @@ def store(path: Path, key: dict[str, Any], value: Any) -> None:
         files.write_json(path, {"key": json.loads(json.dumps(key, default=str)), "value": value}, indent=1)
     except OSError:
         pass
+
+
+def passed_or_run(kind: str, key: dict[str, Any] | None, run: Callable[[], Any], passed: Callable[[Any], bool],
+                  encode: Callable[[Any], Any], decode: Callable[[Any], Any],
+                  valid: Callable[[Any], bool] | None = None) -> tuple[Any, bool]:
+    """A check's verdict for `key`: the stored one (read by `decode`) and True, else `run()`'s and False. Only a
+    verdict that `passed` is stored (written by `encode`), so a failed check runs again next time; no `key`: always
+    run, nothing stored."""
+    if key is None:
+        return run(), False
+    path, hit = cached(kind, key, valid)
+    if hit is not None:
+        return decode(hit), True
+    verdict = run()
+    if passed(verdict):
+        store(path, key, encode(verdict))
+    return verdict, False
