@@ -375,3 +375,34 @@ def test_a_sharegpt_mapping_template_gets_the_same_ollama_template():
 
 
 SHAREGPT = {"role": "from", "content": "value", "user": "human", "assistant": "gpt"}
+
+
+@trl_on_this_machine
+@pytest.mark.parametrize("kind", ["orpo", "kto"])
+def test_orpo_and_kto_train_with_the_notebooks_keywords(kind, tmp_path):
+    """DPO trains in examples/notebooks/dpo_zephyr.py; ORPO and KTO one step each here, called as their notebooks do."""
+    from datasets import Dataset
+
+    from attnpick import FastLanguageModel, PatchDPOTrainer, is_bfloat16_supported
+
+    PatchDPOTrainer()
+    import trl
+
+    model, tok = _load()
+    model = FastLanguageModel.get_peft_model(model, r=8, target_modules=["q_proj", "v_proj"])
+    pairs = [("서울의 명소", "경복궁입니다.", "모르겠습니다."), ("2 + 2", "4입니다.", "5입니다.")] * 4
+    common = dict(per_device_train_batch_size=2, max_steps=1, learning_rate=5e-6, warmup_ratio=0.1,
+                  fp16=not is_bfloat16_supported(), bf16=is_bfloat16_supported(), logging_steps=1,
+                  optim="adamw_torch", output_dir=str(tmp_path), report_to="none", beta=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if kind == "orpo":
+            data = Dataset.from_list([{"prompt": p, "chosen": c, "rejected": r} for p, c, r in pairs])
+            trainer = trl.ORPOTrainer(model=model, train_dataset=data, tokenizer=tok,
+                                      args=trl.ORPOConfig(max_length=64, max_prompt_length=32, **common))
+        else:
+            data = Dataset.from_list([{"prompt": p, "completion": a, "label": good}
+                                      for p, c, r in pairs for a, good in ((c, True), (r, False))])
+            trainer = trl.KTOTrainer(model=model, ref_model=None, train_dataset=data, tokenizer=tok,
+                                     args=trl.KTOConfig(max_length=64, **common))
+    assert trainer.train().global_step == 1
