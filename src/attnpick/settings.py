@@ -91,19 +91,9 @@ def _check_cache_folder(folder: Path) -> None:
 
 
 def _symlink_loop(path: Path) -> bool:
-    """Whether `path` (or a folder above it) is a link that never reaches a file or folder."""
+    """Whether `path` is, or lies below, a symbolic link that never reaches a file or folder (ELOOP)."""
     try:
-        path.resolve(strict=False)
-    except RuntimeError:  # Python < 3.13: "Symlink loop"
-        return True
-    except OSError as exc:  # Python 3.13+: ELOOP
-        return exc.errno == errno.ELOOP
-    return any(p.is_symlink() and not p.exists() and _loops(p) for p in (path, *path.parents))
-
-
-def _loops(link: Path) -> bool:
-    try:
-        link.stat()
+        path.stat()
     except OSError as exc:
         return exc.errno == errno.ELOOP
     return False

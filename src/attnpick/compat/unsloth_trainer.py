@@ -27,11 +27,9 @@ from trl import SFTConfig, SFTTrainer
 
 from attnpick.compat import trl_keywords
 from attnpick.errors import UsageError
+from attnpick.load.lora import EMBEDDING_MODULES
 
 trl_keywords.install()
-
-EMBEDDING_LEAVES = ("embed_tokens", "lm_head")
-
 
 @dataclass
 class UnslothTrainingArguments(SFTConfig):
@@ -62,7 +60,7 @@ def embedding_parameters(model: Any) -> set[int]:
         if not param.requires_grad:
             continue
         parts = name.split(".")
-        if "modules_to_save" in parts and parts[parts.index("modules_to_save") - 1] in EMBEDDING_LEAVES:
+        if "modules_to_save" in parts and parts[parts.index("modules_to_save") - 1] in EMBEDDING_MODULES:
             ids.add(id(param))
     for getter in ("get_input_embeddings", "get_output_embeddings"):
         module = getattr(model, getter, lambda: None)()

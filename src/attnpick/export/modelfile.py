@@ -61,15 +61,16 @@ class Turns:
         if self.system is not None and not self.system_inside_user:
             top = "{{ if .System }}" + _go(self.system[0]) + "{{ .System }}" + _go(self.system[1])
             top += ("{{ else }}" + _go(self.default) if self.default else "") + "{{ end }}"
-        inline = ""
-        if self.system is not None and self.system_inside_user:
-            inline = ("{{ if and $first $.System }}" + _go(self.system[0]) + "{{ $.System }}" + _go(self.system[1])
-                      + "{{ end }}")
-        return (top + "{{ $first := true }}{{ range .Messages }}"
-                "{{ if eq .Role \"user\" }}" + _go(self.user_open) + inline + "{{ .Content }}" + _go(self.after_user)
-                + "{{ $first = false }}"
-                "{{ else if eq .Role \"assistant\" }}{{ .Content }}" + _go(self.answer_close) + "{{ end }}"
-                "{{ end }}")
+        if self.system is None or not self.system_inside_user:
+            return (top + "{{ range .Messages }}{{ if eq .Role \"user\" }}" + _go(self.user_open) + "{{ .Content }}"
+                    + _go(self.after_user) + self._answer())
+        # the system text opens the first user turn: a variable marks that turn
+        return (top + "{{ $first := true }}{{ range .Messages }}{{ if eq .Role \"user\" }}" + _go(self.user_open)
+                + "{{ if and $first $.System }}" + _go(self.system[0]) + "{{ $.System }}" + _go(self.system[1])
+                + "{{ end }}{{ .Content }}" + _go(self.after_user) + "{{ $first = false }}" + self._answer())
+
+    def _answer(self) -> str:
+        return "{{ else if eq .Role \"assistant\" }}{{ .Content }}" + _go(self.answer_close) + "{{ end }}{{ end }}"
 
 
 def _go(text: str) -> str:
